@@ -1,0 +1,42 @@
+"""Exception types and the exit codes the command line maps them to.
+
+Exit codes (DESIGN.md section 4): 0 ok, 1 internal error, 2 usage or config error, 3 invalid input data,
+4 numerical failure, 75 interrupted after a checkpoint (resumable).
+"""
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_CONFIG = 2
+EXIT_DATA = 3
+EXIT_NUMERICAL = 4
+EXIT_INTERRUPTED = 75
+
+
+class CellboxError(Exception):
+    """Base class of every error cellbox-nb raises on purpose."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class ConfigError(CellboxError, ValueError):
+    """A usage or configuration error: unknown option, wrong type, out-of-range value."""
+
+    exit_code = EXIT_CONFIG
+
+
+class InputDataError(CellboxError, ValueError):
+    """Invalid input data: malformed file, mismatched shapes or labels, non-finite values."""
+
+    exit_code = EXIT_DATA
+
+
+class NumericalError(CellboxError, RuntimeError):
+    """The solver or the optimiser failed numerically (max steps, step underflow, non-finite values)."""
+
+    exit_code = EXIT_NUMERICAL
+
+
+class Interrupted(CellboxError):
+    """The run stopped on a signal after writing a checkpoint; ``--resume`` continues it."""
+
+    exit_code = EXIT_INTERRUPTED
