@@ -1,0 +1,248 @@
+"""Public numerical API: ``solve`` and ``loss_and_grad`` (DESIGN.md section 4).
+
+Validation, backend choice, and status codes -> exceptions live here; the kernels in ``core`` see only
+checked, contiguous float64 arrays.
+"""
+
+import math
+
+import numpy as np
+
+from . import config
+from .core import status as st
+from .core.adjoint import LOSS_MAE, LOSS_MSE, loss_grad_batch
+from .core.forward import NSTAGE, solve_batch
+from .errors import ConfigError, InputDataError, NumericalError
+
+BACKENDS = ("cpu", "cuda")
+LOSSES = {"mae": LOSS_MAE, "mse": LOSS_MSE}
+
+
+class SolveError(NumericalError):
+    """The ODE solve failed for at least one condition; ``status`` holds the per-condition codes."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = np.asarray(status)
+
+
+def _array(name, value, ndim, shape=None, allow_nan=False):
+    try:
+        arr = np.array(value, dtype=np.float64, order="C", copy=True)
+    except (TypeError, ValueError):
+        raise InputDataError(f"{name}: must be a numeric array") from None
+    if arr.ndim != ndim:
+        raise InputDataError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}")
+    if shape is not None:
+        for axis, (got, want) in enumerate(zip(arr.shape, shape)):
+            if want is not None and got != want:
+                raise InputDataError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
+    if not allow_nan and not np.all(np.isfinite(arr)):
+        raise InputDataError(f"{name}: contains NaN or Inf")
+    return arr
+
+
+def _fmt(shape):
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+
+
+def _positive(name, value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: must be a number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")
+    return v
+
+
+def _check_options(extra, allowed=()):
+    unknown = sorted(set(extra) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+
+
+def _model_arrays(W, alpha, U, t, decay):
+    W = _array("W", W, 2)
+    n = W.shape[0]
+    if W.shape != (n, n):
+        raise InputDataError(f"W: must be square, got shape {W.shape}")
+    alpha = _array("alpha", alpha, 1, (n,))
+    U = _array("U", U, 2, (None, n))
+    if U.shape[0] == 0:
+        raise InputDataError("U: needs at least one condition (row)")
+    t = _array("t", t, 1)
+    if t.size == 0:
+        raise InputDataError("t: needs at least one observation time")
+    if t[0] <= 0.0:
+        raise InputDataError(f"t: observation times must be positive (x(0) = 0 is the start), got t[0] = {t[0]}")
+    if np.any(np.diff(t) <= 0.0):
+        k = int(np.flatnonzero(np.diff(t) <= 0.0)[0])
+        raise InputDataError(f"t: observation times must be strictly increasing (t[{k}] = {t[k]} >= "
+                             f"t[{k + 1}] = {t[k + 1]})")
+    d = np.ones(n) if decay is None else _array("decay", decay, 1, (n,))
+    return W, alpha, U, t, d
+
+
+def _solver_options(rtol, atol, max_steps, h0, pi_beta):
+    rtol = _positive("rtol", rtol)
+    atol = _positive("atol", atol)
+    if rtol < 100 * np.finfo(float).eps:
+        raise ConfigError(f"rtol: {rtol} is below what float64 can resolve (use >= {100 * np.finfo(float).eps:.1e})")
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ConfigError(f"max_steps: must be a positive integer, got {max_steps!r}")
+    h0 = 0.0 if h0 is None else _positive("h0", h0)
+    try:
+        pi_beta = float(pi_beta)
+    except (TypeError, ValueError):
+        raise ConfigError(f"pi_beta: must be a number in [0, 0.2], got {pi_beta!r}") from None
+    if not 0.0 <= pi_beta <= 0.2:
+        raise ConfigError(f"pi_beta: must be in [0, 0.2], got {pi_beta}")
+    return rtol, atol, int(max_steps), h0, pi_beta
+
+
+def _backend(backend):
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "cuda":
+        from .cuda import require_cuda  # noqa: F401  (raises ConfigError when CUDA is unusable)
+
+        require_cuda()
+    return backend
+
+
+def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL, backend="cpu", decay=None,
+          max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0, on_failure="raise", full_output=False, **options):
+    """Integrate dx/dt = alpha * tanh(W x - u) - decay * x, x(0) = 0, for every condition u (row of U).
+
+    Parameters
+    ----------
+    W : (n, n) float64, W[i, j] = effect of node j on node i.
+    alpha : (n,) gains.   U : (M, n) perturbations, one condition per row.
+    t : (T,) observation times, strictly increasing, t[0] > 0.
+    rtol, atol : tolerances of the adaptive Tsit5 solver (RMS error norm in tolerance units).
+    backend : "cpu" (Numba, parallel over conditions) or "cuda".
+    decay : (n,) decay rates d (default 1).   max_steps : attempted-step limit per condition.
+    h0 : first step (default: Hairer's rule).   pi_beta : PI-controller coefficient (0 = I controller).
+    on_failure : "raise" (SolveError, exit code 4 on the CLI) or "nan" (failed conditions are NaN).
+    full_output : also return a dict with per-condition ``status`` and ``stats``
+        (accepted steps, rejected steps, right-hand-side evaluations).
+
+    Returns
+    -------
+    X : (M, T, n) float64, X[c, k] = x(t[k]) for condition c.
+    """
+    _check_options(options)
+    W, alpha, U, t, d = _model_arrays(W, alpha, U, t, decay)
+    rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
+    if on_failure not in ("raise", "nan"):
+        raise ConfigError(f"on_failure: must be 'raise' or 'nan', got {on_failure!r}")
+    if _backend(backend) == "cuda":
+        from .cuda import solve_cuda
+
+        X, status, stats = solve_cuda(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
+    else:
+        X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
+    if on_failure == "raise" and np.any(status != st.SUCCESS):
+        raise SolveError(f"solve failed: {st.describe(status)}", status)
+    if full_output:
+        return X, {"status": status, "stats": stats}
+    return X
+
+
+def _grad_chunks(M, n):
+    per_chunk = 8 * (n * n + 2 * n) + 1
+    return max(1, min(M, config.GRAD_CHUNK_BYTES // per_chunk))
+
+
+def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,
+                  atol=config.DEFAULT_ATOL, backend="cpu", decay=None, adjoint_rtol=None, adjoint_atol=None,
+                  w_mask=None, max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0,
+                  max_dense_bytes=config.MAX_DENSE_BYTES, full_output=False, **options):
+    """Loss between the model's x(t_k) and data Y, and its gradient by the continuous adjoint.
+
+    The loss is the mean over observed entries of |x - y| ("mae") or (x - y)**2 ("mse"), with no
+    regularisation term.
+
+    Parameters
+    ----------
+    W, alpha, U, t, decay, rtol, atol, backend, max_steps, h0, pi_beta : as in :func:`solve`.
+    Y : (M, T, n) data; entries where ``mask`` is False are ignored (they may be NaN).
+    mask : (M, T, n) bool, True where Y is observed (default: all observed; Y must then be finite).
+    loss : "mae" or "mse".
+    adjoint_rtol, adjoint_atol : tolerances of the backward pass (default: rtol, atol).
+    w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
+    max_dense_bytes : cap on the stored forward trajectory per in-flight condition.
+    full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 6): forward accepted,
+        rejected, RHS evaluations, then the same for the backward pass.
+
+    Returns
+    -------
+    loss : float
+    grads : dict with "W" (n, n), "alpha" (n,) and "d" (n,) (the gradient for the decay, used when it is learned)
+    """
+    _check_options(options)
+    W, alpha, U, t, d = _model_arrays(W, alpha, U, t, decay)
+    M, n = U.shape
+    T = t.shape[0]
+    rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
+    artol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
+    aatol = atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
+    if loss not in LOSSES:
+        raise ConfigError(f"loss: must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if mask is None:
+        Y = _array("Y", Y, 3, (M, T, n))
+        maskf = np.ones((M, T, n))
+    else:
+        mask_arr = np.asarray(mask)
+        if mask_arr.shape != (M, T, n):
+            raise InputDataError(f"mask: expected shape ({M}, {T}, {n}), got {mask_arr.shape}")
+        if mask_arr.dtype != bool:
+            raise InputDataError(f"mask: must be boolean, got dtype {mask_arr.dtype}")
+        Y = _array("Y", Y, 3, (M, T, n), allow_nan=True)
+        if not np.all(np.isfinite(Y[mask_arr])):
+            raise InputDataError("Y: contains NaN or Inf at observed entries (mask them out)")
+        Y = np.where(mask_arr, Y, 0.0)
+        maskf = mask_arr.astype(np.float64)
+    count = float(maskf.sum())
+    if count == 0:
+        raise InputDataError("mask: no observed entries")
+    if w_mask is not None:
+        w_mask = np.asarray(w_mask)
+        if w_mask.shape != (n, n) or w_mask.dtype != bool:
+            raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
+    max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
+    max_dense_steps = max(1, int(max_dense_bytes // (8 * (NSTAGE + 1) * n + 16)))
+    dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
+    if _backend(backend) == "cuda":
+        from .cuda import loss_grad_cuda
+
+        loss_c, gW, galpha, gd, X, status, stats = loss_grad_cuda(
+            W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
+    else:
+        n_chunks = _grad_chunks(M, n)
+        loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
+            W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,
+            n_chunks, dense_init, max_dense_steps)
+        gW = _ordered_sum(gWc)
+        galpha = _ordered_sum(gac)
+        gd = _ordered_sum(gdc)
+    if np.any(status != st.SUCCESS):
+        raise SolveError(f"loss_and_grad failed: {st.describe(status)}", status)
+    total = 0.0
+    for v in loss_c:  # condition order, so the value does not depend on threads
+        total += v
+    gW = gW / count
+    if w_mask is not None:
+        gW = np.where(w_mask, gW, 0.0)
+    grads = {"W": gW, "alpha": galpha / count, "d": gd / count}
+    if full_output:
+        return total / count, grads, {"X": X, "status": status, "stats": stats}
+    return total / count, grads
+
+
+def _ordered_sum(chunks):
+    out = chunks[0].copy()
+    for c in range(1, chunks.shape[0]):
+        out += chunks[c]
+    return out

@@ -1,0 +1,21 @@
+"""Every numerical default of cellbox-nb in one place.
+
+Step-control constants follow scipy.integrate's conventions (Hairer, Norsett & Wanner, Solving ODEs I, II.4).
+"""
+
+DEFAULT_RTOL = 1e-6  # relative tolerance of the forward solve
+DEFAULT_ATOL = 1e-8  # absolute tolerance of the forward solve
+MAX_STEPS = 20000  # attempted steps (accepted + rejected) per condition and pass before MAX_STEPS is reported
+
+SAFETY = 0.9  # multiplies the optimal step-size factor
+MIN_FACTOR = 0.2  # smallest allowed step decrease in one step
+MAX_FACTOR = 10.0  # largest allowed step increase in one step
+MIN_STEP_ULPS = 10.0  # a step below this many ulps of t is a step underflow (scipy: 10 * |nextafter(t) - t|)
+
+# Storage for the dense forward trajectory the adjoint reads back (9n + 2 float64 per accepted step).
+DENSE_INITIAL_STEPS = 64  # initial capacity per in-flight condition; doubled on demand
+MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the condition reports DENSE_OVERFLOW
+
+# Gradient accumulators: conditions are grouped into fixed chunks (depending only on M and n, never on the
+# thread count), each chunk sums its conditions in order, then chunks are summed in order.
+GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators

@@ -1,0 +1,231 @@
+"""Backward pass: the interpolating continuous adjoint, fused with the forward pass per condition.
+
+For one condition (DESIGN.md section 3; reversed time tau = t_T - t):
+
+    d lam / d tau = W^T g - d * lam,      g = alpha * (1 - tanh(z)**2) * lam,   z = W x(t) - u
+    dL/dW += int g x^T dt,   dL/dalpha += int lam * tanh(z) dt,   dL/dd += -int lam * x dt
+    lam(t_k-) = lam(t_k+) + dl/dx(t_k)   at every observation time, lam(t_T+) = 0
+
+* x(t) is read back from the forward pass's stored steps (Tsit5 dense output); only lam is integrated.
+* lam is integrated with its own adaptive Tsit5, hard stops at every t_k; after each jump the first stage is
+  recomputed (FSAL does not hold across a jump).
+* The parameter integrals are accumulated from the accepted step's stages with the weights b_i (they are the
+  quadrature the augmented system would do) and stay out of the error norm (seminorm).
+* Each condition's loss is the *unnormalised* sum over its observed entries, so lam is O(1) and the adjoint
+  tolerances mean the same thing for any data size; the caller divides by the number of observed entries.
+* Memory: the dense store lives only while its condition is in flight (forward then backward in one task), so
+  it is bounded by (threads x steps x (9n + 2)) floats, and by MAX_DENSE_BYTES per condition (status
+  DENSE_OVERFLOW beyond it).
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import driver, kernel
+from . import status as st
+from .controller import min_step, rms_error_norm, step_factor
+from .forward import NSTAGE, dense_eval, forward_one
+from .rhs import adjoint_rhs
+from .tableau import A, B, C, E
+
+LOSS_MAE = 0
+LOSS_MSE = 1
+NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0)
+
+
+@kernel
+def observation_loss(xobs, y, mask, loss_kind, dl):
+    """Unnormalised loss of one condition and dl/dx at each observation time.
+
+    xobs, y, mask : (T, n) (mask 1.0 observed, 0.0 missing; y is ignored where missing).
+    Writes dl (T, n); returns sum of |x - y| (MAE) or (x - y)**2 (MSE) over observed entries.
+    """
+    T, n = xobs.shape
+    total = 0.0
+    for k in range(T):
+        for i in range(n):
+            if mask[k, i] != 0.0:
+                r = xobs[k, i] - y[k, i]
+                if loss_kind == LOSS_MAE:
+                    total += abs(r)
+                    dl[k, i] = 1.0 if r > 0.0 else (-1.0 if r < 0.0 else 0.0)
+                else:
+                    total += r * r
+                    dl[k, i] = 2.0 * r
+            else:
+                dl[k, i] = 0.0
+    return total
+
+
+@kernel
+def _locate(dt, n_st, p, t):
+    """Index of the stored step containing t, searching from p (t moves mostly backward)."""
+    while p > 0 and t < dt[p]:
+        p -= 1
+    while p < n_st - 1 and t > dt[p + 1]:
+        p += 1
+    return p
+
+
+@kernel
+def backward_one(W, WT, alpha, d, u, t_obs, dl, rtol, atol, h_init, max_steps, beta,
+                 dt, dx, dk, n_st, gW, galpha, gd):
+    """Integrate lam from t_T back to 0 and add this condition's parameter integrals to gW, galpha, gd.
+
+    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dk, n_st : the forward dense store.  gW (n, n), galpha, gd (n,) are
+    accumulated into (+=).  Returns status, n_accepted, n_rejected, n_fev.
+    """
+    n = u.shape[0]
+    T = t_obs.shape[0]
+    lam = np.zeros(n)
+    LS = np.empty((NSTAGE, n))   # stage values of lam
+    KL = np.empty((NSTAGE, n))   # stage derivatives d lam / d tau
+    XS = np.empty((NSTAGE, n))   # x at the stage times
+    TH = np.empty((NSTAGE, n))   # tanh(z) at the stages
+    GS = np.empty((NSTAGE, n))   # g at the stages
+    z = np.empty(n)
+    err = np.empty(n)
+    w = np.empty(NSTAGE)
+    coef = np.empty(NQUAD)
+    status = st.SUCCESS
+    n_acc = 0
+    n_rej = 0
+    nfev = 0
+    t = t_obs[T - 1]
+    p = n_st - 1
+    h = h_init
+    for k in range(T - 1, -1, -1):
+        # jump at t_k, then recompute the first stage
+        for i in range(n):
+            lam[i] += dl[k, i]
+            LS[0, i] = lam[i]
+        p = _locate(dt, n_st, p, t)
+        dense_eval(dt, dx, dk, p, t, w, XS[0])
+        adjoint_rhs(W, WT, alpha, d, u, XS[0], LS[0], z, TH[0], GS[0], KL[0])
+        nfev += 1
+        t_stop = t_obs[k - 1] if k > 0 else 0.0
+        rejected_last = False
+        err_prev = 1.0
+        while t > t_stop:
+            if n_acc + n_rej >= max_steps:
+                return st.MAX_STEPS, n_acc, n_rej, nfev
+            if h < min_step(t):
+                return st.DT_UNDERFLOW, n_acc, n_rej, nfev
+            hit = t - h <= t_stop
+            h_step = t - t_stop if hit else h
+            for s in range(1, NSTAGE):
+                for i in range(n):
+                    acc = 0.0
+                    for j in range(s):
+                        acc += A[s, j] * KL[j, i]
+                    LS[s, i] = lam[i] + h_step * acc
+                ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
+                p = _locate(dt, n_st, p, ts)
+                dense_eval(dt, dx, dk, p, ts, w, XS[s])
+                adjoint_rhs(W, WT, alpha, d, u, XS[s], LS[s], z, TH[s], GS[s], KL[s])
+            nfev += NSTAGE - 1
+            for i in range(n):
+                acc = 0.0
+                for j in range(NSTAGE):
+                    acc += E[j] * KL[j, i]
+                err[i] = h_step * acc
+            en = rms_error_norm(err, lam, LS[NSTAGE - 1], rtol, atol)
+            accept = en <= 1.0
+            factor = step_factor(en, err_prev, rejected_last, accept, beta)
+            if not accept:
+                n_rej += 1
+                rejected_last = True
+                h = h_step * factor
+                continue
+            # parameter integrals from the accepted stages (weights h * b_i), outside the error norm
+            for s in range(NQUAD):
+                coef[s] = h_step * B[s]
+            for i in range(n):
+                c0 = coef[0] * GS[0, i]
+                c1 = coef[1] * GS[1, i]
+                c2 = coef[2] * GS[2, i]
+                c3 = coef[3] * GS[3, i]
+                c4 = coef[4] * GS[4, i]
+                c5 = coef[5] * GS[5, i]
+                for j in range(n):
+                    gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
+                                 + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
+                acc_a = 0.0
+                acc_d = 0.0
+                for s in range(NQUAD):
+                    acc_a += coef[s] * LS[s, i] * TH[s, i]
+                    acc_d += coef[s] * LS[s, i] * XS[s, i]
+                galpha[i] += acc_a
+                gd[i] -= acc_d
+            t = t_stop if hit else t - h_step
+            for i in range(n):
+                lam[i] = LS[NSTAGE - 1, i]
+            # FSAL: the last stage is the next step's first
+            LS[0] = LS[NSTAGE - 1]
+            KL[0] = KL[NSTAGE - 1]
+            XS[0] = XS[NSTAGE - 1]
+            TH[0] = TH[NSTAGE - 1]
+            GS[0] = GS[NSTAGE - 1]
+            n_acc += 1
+            rejected_last = False
+            err_prev = max(en, 1e-4)
+            h_new = h_step * factor
+            h = max(h_new, h) if hit else h_new
+            finite = True
+            for i in range(n):
+                if not np.isfinite(lam[i]):
+                    finite = False
+            if not finite:
+                return st.NONFINITE, n_acc, n_rej, nfev
+    return status, n_acc, n_rej, nfev
+
+
+@driver
+def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
+                    max_steps, beta, n_chunks, dense_init, max_dense_steps):
+    """Loss and gradient over all conditions, in parallel over fixed chunks of conditions.
+
+    U (M, n), Y and mask (M, T, n) (mask as float 0/1).  Conditions are split into n_chunks contiguous chunks
+    (boundaries c * M // n_chunks, independent of the thread count); each chunk runs its conditions in order
+    (forward with dense store, loss, backward) into its own accumulators, which the caller sums in chunk order.
+
+    Returns loss_c (M,) unnormalised per-condition losses, gW (n_chunks, n, n), galpha, gd (n_chunks, n),
+    xobs (M, T, n), status (M,), stats (M, 6) = forward accepted, rejected, fev, backward accepted, rejected, fev.
+    """
+    M, n = U.shape
+    T = t_obs.shape[0]
+    WT = np.ascontiguousarray(W.T)
+    loss_c = np.zeros(M)
+    xobs = np.empty((M, T, n))
+    status = np.zeros(M, dtype=np.int64)
+    stats = np.zeros((M, 6), dtype=np.int64)
+    gW = np.zeros((n_chunks, n, n))
+    galpha = np.zeros((n_chunks, n))
+    gd = np.zeros((n_chunks, n))
+    for ch in prange(n_chunks):
+        c_lo = ch * M // n_chunks
+        c_hi = (ch + 1) * M // n_chunks
+        dt = np.empty(dense_init + 1)
+        dx = np.empty((dense_init, n))
+        dk = np.empty((dense_init, NSTAGE, n))
+        dl = np.empty((T, n))
+        for c in range(c_lo, c_hi):
+            res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
+                              True, dt, dx, dk, max_dense_steps)
+            dt = res[6]
+            dx = res[7]
+            dk = res[8]
+            stats[c, 0] = res[1]
+            stats[c, 1] = res[2]
+            stats[c, 2] = res[3]
+            if res[0] != st.SUCCESS:
+                status[c] = res[0]
+                continue
+            loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
+            bres = backward_one(W, WT, alpha, d, U[c], t_obs, dl, artol, aatol, res[5], max_steps, beta,
+                                dt, dx, dk, res[4], gW[ch], galpha[ch], gd[ch])
+            status[c] = bres[0]
+            stats[c, 3] = bres[1]
+            stats[c, 4] = bres[2]
+            stats[c, 5] = bres[3]
+    return loss_c, gW, galpha, gd, xobs, status, stats

@@ -1,0 +1,248 @@
+"""Forward pass: adaptive Tsit5 for one condition, and the parallel driver over conditions.
+
+One condition is integrated from x(0) = 0 through the observation times t_obs (hard stops: the step is
+clipped so that t lands on each t_k exactly, and x(t_k) is the step's end value, not an interpolation).  If
+asked, every accepted step is stored for the adjoint: its start time, step size, start state and the seven
+stage derivatives, enough for Tsit5's dense output (tableau.R) anywhere inside the step.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import driver, kernel
+from . import status as st
+from .controller import min_step, rms_error_norm, step_factor
+from .rhs import rhs
+from .tableau import A, E, R
+
+NSTAGE = 7
+
+
+@kernel
+def tsit5_step(WT, alpha, d, u, x, h, K, xs, z, err):
+    """One Tsit5 step of size h from x, with K[0] = f(x) on entry (FSAL).
+
+    Fills K[1..6] (K (7, n)), leaves the new state in xs (n,) and K[6] = f(xs), writes the error estimate
+    h * sum E_i k_i into err (n,).  z (n,) is scratch.
+    """
+    n = x.shape[0]
+    for s in range(1, NSTAGE):
+        for i in range(n):
+            acc = 0.0
+            for j in range(s):
+                acc += A[s, j] * K[j, i]
+            xs[i] = x[i] + h * acc
+        rhs(WT, alpha, d, u, xs, z, K[s])
+    for i in range(n):
+        acc = 0.0
+        for j in range(NSTAGE):
+            acc += E[j] * K[j, i]
+        err[i] = h * acc
+
+
+@kernel
+def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
+    """Initial step by Hairer's rule (Hairer, Norsett & Wanner I, II.4; scipy's select_initial_step)."""
+    n = x0.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(x0[i])
+        d0 += (x0[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = np.sqrt(d0 / n)
+    d1 = np.sqrt(d1 / n)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, t_span)
+    for i in range(n):
+        x1[i] = x0[i] + h0 * f0[i]
+    rhs(WT, alpha, d, u, x1, z, f1)
+    d2 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(x0[i])
+        d2 += ((f1[i] - f0[i]) / sc) ** 2
+    d2 = np.sqrt(d2 / n) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / 5.0)
+    return min(100.0 * h0, h1, t_span)
+
+
+@kernel
+def _grow(dt, dx, dk, cap):
+    """Copy the dense store into arrays of capacity `cap` steps."""
+    n = dx.shape[1]
+    ndt = np.empty(cap + 1)
+    ndx = np.empty((cap, n))
+    ndk = np.empty((cap, NSTAGE, n))
+    m = dx.shape[0]
+    ndt[: m + 1] = dt[: m + 1]
+    ndx[:m] = dx
+    ndk[:m] = dk
+    return ndt, ndx, ndk
+
+
+@kernel
+def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xobs,
+                store, dt, dx, dk, max_dense_steps):
+    """Integrate one condition from x(0) = 0 through t_obs.
+
+    Parameters
+    ----------
+    WT : (n, n) W transposed, C-contiguous.   alpha, d, u : (n,).   t_obs : (T,) strictly increasing, > 0.
+    h_init : first step (<= 0: Hairer's rule).   max_steps : attempted-step limit.   beta : PI coefficient.
+    xobs : (T, n) output, x(t_k); rows not reached are NaN.
+    store : keep the dense trajectory in (dt, dx, dk), grown as needed up to max_dense_steps steps.
+
+    Returns
+    -------
+    status, n_accepted, n_rejected, n_fev, n_stored, h_next, dt (S+1,), dx (S, n), dk (S, 7, n)
+    """
+    n = u.shape[0]
+    T = t_obs.shape[0]
+    x = np.zeros(n)
+    K = np.empty((NSTAGE, n))
+    xs = np.empty(n)
+    z = np.empty(n)
+    err = np.empty(n)
+    for k in range(T):
+        for i in range(n):
+            xobs[k, i] = np.nan
+    t = 0.0
+    rhs(WT, alpha, d, u, x, z, K[0])
+    nfev = 1
+    if h_init > 0.0:
+        h = min(h_init, t_obs[0])
+    else:
+        h = initial_step(WT, alpha, d, u, x, K[0], t_obs[0], rtol, atol, xs, err, z)
+        nfev += 1
+    status = st.SUCCESS
+    n_acc = 0
+    n_rej = 0
+    n_st = 0
+    k_obs = 0
+    rejected_last = False
+    err_prev = 1.0
+    if store:
+        dt[0] = 0.0
+    while k_obs < T:
+        if n_acc + n_rej >= max_steps:
+            status = st.MAX_STEPS
+            break
+        if h < min_step(t):
+            status = st.DT_UNDERFLOW
+            break
+        t_target = t_obs[k_obs]
+        hit = t + h >= t_target
+        h_step = t_target - t if hit else h
+        tsit5_step(WT, alpha, d, u, x, h_step, K, xs, z, err)
+        nfev += NSTAGE - 1
+        en = rms_error_norm(err, x, xs, rtol, atol)
+        accept = en <= 1.0
+        factor = step_factor(en, err_prev, rejected_last, accept, beta)
+        if not accept:
+            n_rej += 1
+            rejected_last = True
+            h = h_step * factor
+            continue
+        # accepted
+        if store:
+            if n_st == dx.shape[0]:
+                if n_st >= max_dense_steps:
+                    status = st.DENSE_OVERFLOW
+                    break
+                dt, dx, dk = _grow(dt, dx, dk, min(2 * n_st, max_dense_steps))
+            dx[n_st] = x
+            dk[n_st] = K
+            dt[n_st + 1] = t_target if hit else t + h_step
+            n_st += 1
+        t = t_target if hit else t + h_step
+        x[:] = xs
+        K[0] = K[NSTAGE - 1]
+        n_acc += 1
+        rejected_last = False
+        err_prev = max(en, 1e-4)
+        h_new = h_step * factor
+        if hit:
+            h_new = max(h_new, h)  # a step clipped to land on t_k does not shrink the next one
+            for i in range(n):
+                xobs[k_obs, i] = x[i]
+            k_obs += 1
+        h = h_new
+        finite = True
+        for i in range(n):
+            if not np.isfinite(x[i]):
+                finite = False
+        if not finite:
+            status = st.NONFINITE
+            break
+    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk
+
+
+@driver
+def solve_batch(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta):
+    """Forward solve of every condition (rows of U (M, n)) in parallel.
+
+    Returns xobs (M, T, n), status (M,), stats (M, 3) = accepted steps, rejected steps, RHS evaluations.
+    Each condition writes only its own slots, so results do not depend on the thread count.
+    """
+    M, n = U.shape
+    T = t_obs.shape[0]
+    WT = np.ascontiguousarray(W.T)
+    xobs = np.empty((M, T, n))
+    status = np.zeros(M, dtype=np.int64)
+    stats = np.zeros((M, 3), dtype=np.int64)
+    for c in prange(M):
+        dt = np.empty(1)
+        dx = np.empty((0, n))
+        dk = np.empty((0, NSTAGE, n))
+        res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
+                          False, dt, dx, dk, 0)
+        status[c] = res[0]
+        stats[c, 0] = res[1]
+        stats[c, 1] = res[2]
+        stats[c, 2] = res[3]
+    return xobs, status, stats
+
+
+@kernel
+def fixed_step_solve(W, alpha, d, u, t_end, nsteps):
+    """x(t_end) by nsteps equal Tsit5 steps from x(0) = 0 (no error control); for order tests."""
+    n = u.shape[0]
+    WT = np.ascontiguousarray(W.T)
+    x = np.zeros(n)
+    K = np.empty((NSTAGE, n))
+    xs = np.empty(n)
+    z = np.empty(n)
+    err = np.empty(n)
+    h = t_end / nsteps
+    rhs(WT, alpha, d, u, x, z, K[0])
+    for _ in range(nsteps):
+        tsit5_step(WT, alpha, d, u, x, h, K, xs, z, err)
+        x[:] = xs
+        K[0] = K[NSTAGE - 1]
+    return x
+
+
+@kernel
+def dense_weights(theta, w):
+    """Tsit5 dense-output weights b_i(theta), i = 1..7, into w (7,)."""
+    for s in range(NSTAGE):
+        w[s] = theta * (R[s, 0] + theta * (R[s, 1] + theta * (R[s, 2] + theta * R[s, 3])))
+
+
+@kernel
+def dense_eval(dt, dx, dk, p, t, w, out):
+    """x(t) from stored step p (dt[p] <= t <= dt[p+1]) by Tsit5's continuous extension.
+
+    w (7,) is scratch for the weights; writes out (n,).
+    """
+    h = dt[p + 1] - dt[p]
+    dense_weights((t - dt[p]) / h, w)
+    n = out.shape[0]
+    for i in range(n):
+        acc = 0.0
+        for s in range(NSTAGE):
+            acc += w[s] * dk[p, s, i]
+        out[i] = dx[p, i] + h * acc
