@@ -1,0 +1,166 @@
+"""Forward solver: accuracy against scipy DOP853, measured order, determinism, failure statuses, bad inputs."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import linregress
+
+import cellbox_nb as cb
+from cellbox_nb.core.forward import fixed_step_solve
+from cellbox_nb.core.status import Status
+from cellbox_nb.data.network import load_network
+from conftest import random_problem
+from reference import solve_ref, tol_units_rms
+
+
+def _problem(name):
+    if name == "random100":
+        W, alpha, U, t = random_problem(100, 50, seed=3)
+        return W, alpha, U, t
+    net = load_network(name)
+    r = np.random.default_rng(1)
+    M = 20
+    U = np.zeros((M, net.W.shape[0]))
+    for c in range(M):
+        idx = r.choice(U.shape[1], size=2, replace=False)
+        U[c, idx] = r.uniform(0, 1, 2)
+    return net.W, net.alpha, U, 20.0 * np.arange(1, 6) / 5
+
+
+@pytest.mark.parametrize("name", ["LI", "GSD", "random100"])
+def test_matches_dop853_in_tolerance_units(name):
+    """At rtol in {1e-4..1e-10}, atol = rtol/100, RMS error in tolerance units <= 5 at every observation time."""
+    W, alpha, U, t = _problem(name)
+    ref = solve_ref(W, alpha, U, t)
+    for rtol in (1e-4, 1e-6, 1e-8, 1e-10):
+        atol = rtol / 100
+        X = cb.solve(W, alpha, U, t, rtol=rtol, atol=atol)
+        e = tol_units_rms(X, ref, rtol, atol)
+        assert e.max() <= 5.0, (name, rtol, e.max())
+
+
+def test_work_budget_regression_guard():
+    """Right-hand-side evaluations on LI at rtol 1e-6 stay within 25% of the count measured when written (298)."""
+    W, alpha, U, t = _problem("LI")
+    _, info = cb.solve(W, alpha, U, t, full_output=True)
+    fev = info["stats"][:, 2]
+    assert np.all(info["stats"][:, 0] > 0)
+    assert fev.mean() < 1.25 * 298, fev.mean()
+
+
+def _order_errors(W, alpha, u, exact, t_end):
+    hs, errs = [], []
+    for nsteps in ORDER_STEPS:
+        x = fixed_step_solve(W, alpha, np.ones(len(u)), u, t_end, nsteps)
+        hs.append(t_end / nsteps)
+        errs.append(np.max(np.abs(x - exact)))
+    return linregress(np.log(hs), np.log(errs)).slope
+
+
+# Tsit5 was tuned for small principal error coefficients, so at large steps the h^6 terms dominate and the
+# observed slope approaches 5 from above; h = 0.05 .. 0.0125 on t in [0, 2] is in the asymptotic range while the
+# errors (1e-11 .. 1e-14) stay well above rounding.
+ORDER_STEPS = (40, 80, 160)
+
+
+def test_order_on_exact_solution():
+    """W = 0 gives x(t) = alpha tanh(-u) (1 - e^-t); the error of fixed Tsit5 steps falls as h^5 (5 +- 0.3)."""
+    n = 4
+    alpha = np.array([0.5, 1.0, 1.5, 2.0])
+    u = np.array([0.3, -0.7, 1.1, 0.2])
+    t_end = 2.0
+    exact = alpha * np.tanh(-u) * (1 - np.exp(-t_end))
+    slope = _order_errors(np.zeros((n, n)), alpha, u, exact, t_end)
+    assert abs(slope - 5.0) <= 0.3, slope
+
+
+def test_order_on_nonlinear_network():
+    """Full CellBox right-hand side against a DOP853 reference at 1e-13: slope 5 +- 0.3."""
+    W, alpha, U, _ = random_problem(6, 1, seed=3, scale=2.0)
+    t_end = 2.0
+    exact = solve_ref(W, alpha, U[:1], np.array([t_end]), rtol=1e-14, atol=1e-16)[0, 0]
+    slope = _order_errors(W, alpha, U[0], exact, t_end)
+    assert abs(slope - 5.0) <= 0.3, slope
+
+
+def test_observation_times_are_hit_exactly():
+    """x(t_k) equals a solve that ends at t_k (the step lands on t_k; no interpolation)."""
+    W, alpha, U, t = random_problem(8, 3, seed=2)
+    X = cb.solve(W, alpha, U, t, rtol=1e-10, atol=1e-12)
+    ref = solve_ref(W, alpha, U, t)
+    assert np.max(tol_units_rms(X, ref, 1e-10, 1e-12)) <= 5
+
+
+_THREAD_SCRIPT = """
+import numpy as np, sys
+sys.path.insert(0, {tests!r})
+import cellbox_nb as cb
+from conftest import random_problem
+W, alpha, U, t = random_problem(30, 40, seed=5)
+X = cb.solve(W, alpha, U, t)
+sys.stdout.write(X.tobytes().hex())
+"""
+
+
+def test_bitwise_identical_across_thread_counts():
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT.format(tests=os.path.dirname(__file__))],
+                             env=env, capture_output=True, text=True, check=True)
+        outs.append(res.stdout)
+    assert outs[0] == outs[1] and len(outs[0]) > 0
+
+
+def test_stiff_problem_reports_max_steps():
+    """A stiff system (decay 1e5: eigenvalues near -1e5, explicit steps limited to ~3e-5) exhausts max_steps:
+    clear status, SolveError, no hang."""
+    W, alpha, U, t = random_problem(5, 2, seed=1)
+    stiff = np.full(5, 1e5)
+    X, info = cb.solve(W, alpha, U, t, decay=stiff, max_steps=2000, on_failure="nan", full_output=True)
+    assert np.all(info["status"] == Status.MAX_STEPS)
+    assert np.all(np.isnan(X[:, -1]))
+    with pytest.raises(cb.SolveError, match="maximum number of steps"):
+        cb.solve(W, alpha, U, t, decay=stiff, max_steps=2000)
+
+
+def test_blow_up_reports_failure():
+    """Negative decay makes x grow like e^t; with t up to 1e6 the solution overflows: NONFINITE or max steps."""
+    W, alpha, U, _ = random_problem(4, 2, seed=1)
+    with pytest.raises(cb.SolveError):
+        cb.solve(W, alpha, U, np.array([1e3, 1e6]), decay=-np.ones(4))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(W=np.ones((3, 4))), "W"),
+    (dict(W=np.ones(3)), "W"),
+    (dict(W=np.full((3, 3), np.nan)), "W"),
+    (dict(alpha=np.ones(4)), "alpha"),
+    (dict(alpha=np.array([1.0, np.inf, 1.0])), "alpha"),
+    (dict(U=np.ones((2, 4))), "U"),
+    (dict(U=np.ones((0, 3))), "U"),
+    (dict(U=np.array([[1.0, np.nan, 0.0]])), "U"),
+    (dict(t=np.array([1.0, 1.0])), "t"),
+    (dict(t=np.array([2.0, 1.0])), "t"),
+    (dict(t=np.array([0.0, 1.0])), "t"),
+    (dict(t=np.array([-1.0, 1.0])), "t"),
+    (dict(t=np.array([])), "t"),
+    (dict(t=np.array([1.0, np.nan])), "t"),
+    (dict(decay=np.ones(2)), "decay"),
+    (dict(rtol=-1.0), "rtol"),
+    (dict(atol=0.0), "atol"),
+    (dict(rtol=1e-20), "rtol"),
+    (dict(max_steps=0), "max_steps"),
+    (dict(backend="tpu"), "backend"),
+    (dict(frobnicate=1), "frobnicate"),
+    (dict(W=[["a", "b", "c"]] * 3), "W"),
+])
+def test_bad_inputs_raise_value_error_naming_the_argument(kwargs, match):
+    args = dict(W=np.zeros((3, 3)), alpha=np.ones(3), U=np.zeros((2, 3)), t=np.array([1.0, 2.0]))
+    args.update(kwargs)
+    W, alpha, U, t = (args.pop(k) for k in ("W", "alpha", "U", "t"))
+    with pytest.raises(ValueError, match=match):
+        cb.solve(W, alpha, U, t, **args)
