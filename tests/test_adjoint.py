@@ -1,0 +1,157 @@
+"""Adjoint gradient: against forward sensitivities (scipy, independent), finite differences, the Taylor test,
+tolerance convergence, and thread-count determinism."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import linregress
+
+import cellbox_nb as cb
+from cellbox_nb.data.network import load_network
+from conftest import random_problem
+from reference import flat, fsens_grad, rel_err, solve_ref
+
+TIGHT = dict(rtol=1e-10, atol=1e-10)
+
+
+def _setup(name, M, T, missing=0.0, seed=0):
+    if name.startswith("random"):
+        W, alpha, U, _ = random_problem(int(name[6:]), M, seed=seed)
+    else:
+        net = load_network(name)
+        W, alpha = net.W, net.alpha
+        r = np.random.default_rng(seed)
+        U = np.zeros((M, W.shape[0]))
+        for c in range(M):
+            idx = r.choice(W.shape[0], size=2, replace=False)
+            U[c, idx] = r.uniform(0, 1, 2)
+    t = 20.0 * np.arange(1, T + 1) / T
+    r = np.random.default_rng(seed + 1)
+    Y = solve_ref(W, alpha, U, t) + 0.01 * r.normal(size=(M, T, W.shape[0]))
+    mask = r.uniform(size=Y.shape) >= missing
+    Y[~mask] = np.nan
+    # evaluate the gradient away from the truth: a perturbed W and alpha
+    W0 = W + 0.1 * r.normal(size=W.shape) * (W != 0)
+    alpha0 = alpha * (1 + 0.05 * r.normal(size=alpha.shape))
+    return W0, alpha0, U, t, Y, mask
+
+
+CASES = [
+    ("LI", "mse", 5, 0.0), ("LI", "mae", 5, 0.0), ("LI", "mae", 1, 0.0), ("LI", "mse", 20, 0.0),
+    ("LI", "mae", 5, 0.3),
+    ("GSD", "mse", 5, 0.0), ("GSD", "mae", 20, 0.2),
+    ("random30", "mae", 5, 0.0), ("random30", "mse", 1, 0.1),
+]
+
+
+@pytest.mark.parametrize("name, loss, T, missing", CASES)
+def test_adjoint_matches_forward_sensitivities(name, loss, T, missing):
+    """Relative error <= 1e-6 of the full gradient (W, alpha, d), both methods at rtol = atol = 1e-10."""
+    M = 3 if name == "random30" else 4
+    W, alpha, U, t, Y, mask = _setup(name, M, T, missing)
+    L, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, **TIGHT)
+    L_ref, g_ref = fsens_grad(W, alpha, U, t, Y, mask, loss)
+    assert abs(L - L_ref) <= 1e-8 * abs(L_ref)
+    err = rel_err(flat(g, ("W", "alpha", "d")), flat(g_ref, ("W", "alpha", "d")))
+    assert err <= 1e-6, err
+
+
+def _directional_fd(W, alpha, U, t, Y, mask, loss, V, va, h):
+    kw = dict(mask=mask, loss=loss, rtol=1e-12, atol=1e-12)
+    Lp, _ = cb.loss_and_grad(W + h * V, alpha + h * va, U, t, Y, **kw)
+    Lm, _ = cb.loss_and_grad(W - h * V, alpha - h * va, U, t, Y, **kw)
+    return (Lp - Lm) / (2 * h)
+
+
+@pytest.mark.parametrize("name, loss", [("LI", "mae"), ("GSD", "mse"), ("random30", "mse")])
+def test_central_differences_agree(name, loss):
+    """Central differences along 3 random unit directions, h = 1e-5, loss at 1e-12: relative gap <= 1e-5."""
+    W, alpha, U, t, Y, mask = _setup(name, 5, 5, 0.1)
+    _, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, **TIGHT)
+    r = np.random.default_rng(7)
+    for _ in range(3):
+        V, va = r.normal(size=W.shape), r.normal(size=alpha.shape)
+        norm = np.sqrt((V**2).sum() + (va**2).sum())
+        V, va = V / norm, va / norm
+        fd = _directional_fd(W, alpha, U, t, Y, mask, loss, V, va, 1e-5)
+        ad = (g["W"] * V).sum() + (g["alpha"] * va).sum()
+        assert abs(fd - ad) <= 1e-5 * abs(ad), (fd, ad)
+
+
+def test_taylor_remainder_slope_is_two():
+    """r(h) = |L(th + h v) - L(th) - h <g, v>| for h = 1e-1 .. 1e-4 has log-log slope 2 +- 0.1."""
+    W, alpha, U, t, Y, mask = _setup("GSD", 5, 5)
+    kw = dict(mask=mask, loss="mse", rtol=1e-12, atol=1e-12)
+    L0, g = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
+    r = np.random.default_rng(3)
+    V, va = r.normal(size=W.shape), r.normal(size=alpha.shape)
+    hs = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4])
+    dot = (g["W"] * V).sum() + (g["alpha"] * va).sum()
+    res = [abs(cb.loss_and_grad(W + h * V, alpha + h * va, U, t, Y, **kw)[0] - L0 - h * dot) for h in hs]
+    slope = linregress(np.log(hs), np.log(res)).slope
+    assert abs(slope - 2.0) <= 0.1, slope
+
+
+def test_gradient_error_shrinks_with_tolerance():
+    """The gap to the forward-sensitivity gradient (at 1e-12) decreases as rtol = atol goes 1e-4 -> 1e-10,
+    overall by at least 1e4."""
+    W, alpha, U, t, Y, mask = _setup("LI", 5, 5)
+    _, g_ref = fsens_grad(W, alpha, U, t, Y, mask, "mse", rtol=1e-12, atol=1e-12)
+    errs = []
+    for tol in (1e-4, 1e-6, 1e-8, 1e-10):
+        _, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss="mse", rtol=tol, atol=tol)
+        errs.append(rel_err(flat(g), flat(g_ref)))
+    assert all(b < a for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] <= 1e-4 * errs[0], errs
+
+
+def test_w_mask_zeroes_gradient_entries():
+    W, alpha, U, t, Y, mask = _setup("LI", 4, 5)
+    w_mask = np.ones(W.shape, dtype=bool)
+    np.fill_diagonal(w_mask, False)
+    _, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, w_mask=w_mask)
+    _, g_all = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask)
+    assert np.all(np.diag(g["W"]) == 0.0)
+    assert np.array_equal(g["W"][w_mask], g_all["W"][w_mask])
+
+
+_THREAD_SCRIPT = """
+import numpy as np, sys
+sys.path.insert(0, {tests!r})
+import cellbox_nb as cb
+from conftest import random_problem
+W, alpha, U, t = random_problem(25, 37, seed=5)
+Y = cb.solve(W * 0.9, alpha, U, t)
+L, g = cb.loss_and_grad(W, alpha, U, t, Y)
+sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alpha"].tobytes().hex())
+"""
+
+
+def test_bitwise_identical_across_thread_counts():
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT.format(tests=os.path.dirname(__file__))],
+                             env=env, capture_output=True, text=True, check=True)
+        outs.append(res.stdout)
+    assert outs[0] == outs[1] and len(outs[0]) > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(Y=np.zeros((2, 2, 2))), "Y"),
+    (dict(mask=np.ones((2, 2, 3))), "mask"),
+    (dict(mask=np.zeros((2, 2, 3), dtype=bool)), "mask"),
+    (dict(Y=np.full((2, 2, 3), np.nan)), "Y"),
+    (dict(loss="huber"), "loss"),
+    (dict(w_mask=np.ones((2, 2), dtype=bool)), "w_mask"),
+    (dict(adjoint_rtol=0.0), "adjoint_rtol"),
+])
+def test_bad_inputs(kwargs, match):
+    args = dict(Y=np.zeros((2, 2, 3)))
+    args.update(kwargs)
+    Y = args.pop("Y")
+    with pytest.raises(ValueError, match=match):
+        cb.loss_and_grad(np.zeros((3, 3)), np.ones(3), np.zeros((2, 3)), np.array([1.0, 2.0]), Y, **args)
