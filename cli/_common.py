@@ -1,0 +1,89 @@
+"""Shared pieces of the cellbox-nb commands: error mapping, common options, output helpers.
+
+Every command body is wrapped by :func:`run_command`, which turns a ``CellboxError`` into its exit code with one
+``error: ...`` line on stderr, and any other exception into exit code 1 with one line (the full traceback is printed
+only when the environment variable ``CELLBOX_NB_DEBUG`` is ``1``). Click's own usage errors keep click's handling
+(exit code 2).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+
+import click
+
+from cellbox_nb.errors import EXIT_INTERNAL, CellboxError, ConfigError
+
+DEBUG_ENV = "CELLBOX_NB_DEBUG"
+
+
+def one_line(text: str) -> str:
+    """Collapse a message onto one line."""
+    return " ".join(str(text).split())
+
+
+def run_command(fn):
+    """Decorate a command body so that failures end the process with the documented exit code and one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except CellboxError as exc:
+            if os.environ.get(DEBUG_ENV) == "1":
+                traceback.print_exc(file=sys.stderr)
+            click.echo(f"error: {one_line(exc)}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+        except Exception as exc:  # anything unexpected is an internal error
+            if os.environ.get(DEBUG_ENV) == "1":
+                traceback.print_exc(file=sys.stderr)
+                hint = ""
+            else:
+                hint = f" (set {DEBUG_ENV}=1 for the traceback)"
+            click.echo(f"error: internal error: {type(exc).__name__}: {one_line(exc)}{hint}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def json_option(fn):
+    """``--json``: print one JSON object on stdout instead of the human summary."""
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(fn)
+
+
+def seed_option(fn):
+    """``--seed S``: a non-negative integer seed (default 0)."""
+    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                        help="Random seed (non-negative integer).")(fn)
+
+
+def out_option(fn):
+    """``--out PATH`` (required) and ``--overwrite``."""
+    fn = click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")(fn)
+    return click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+                        help="Output HDF5 file.")(fn)
+
+
+def check_output_path(path: str, overwrite: bool) -> None:
+    """Refuse (ConfigError, exit 2) an existing output file without ``--overwrite`` or a missing folder."""
+    if os.path.exists(path) and not overwrite:
+        raise ConfigError(f"output file '{path}' exists; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"output folder '{folder}' does not exist")
+
+
+def print_json(obj: dict) -> None:
+    """Write ``obj`` as one JSON line on stdout."""
+    click.echo(json.dumps(obj, allow_nan=False))
+
+
+def info(message: str) -> None:
+    """Write a human-readable message on stderr."""
+    click.echo(message, err=True)
