@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,6 +35,7 @@ import numpy as np
 from ..errors import ConfigError, InputDataError, NumericalError
 from ._args import check_float, check_int, seed_sequence
 from .design import design_perturbations, observation_times
+from .h5atomic import atomic_h5_write
 from .network import Network, load_network
 
 KIND = "cellbox-nb dataset"
@@ -269,32 +269,29 @@ def write_dataset(path, ds: Dataset, *, overwrite: bool = False) -> None:
         meta = json.dumps(ds.meta, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise InputDataError(f"dataset meta is not JSON-serialisable: {exc}") from None
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["kind"] = KIND
-            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["meta"] = meta
-            f.create_dataset("U", data=ds.U)
-            f.create_dataset("t", data=ds.t)
-            f.create_dataset("Y", data=ds.Y)
-            f.create_dataset("mask", data=ds.observed().astype(np.uint8))
-            f.create_dataset("nodes", data=ds.nodes, dtype=h5py.string_dtype())
-            f.create_dataset("conditions", data=ds.conditions, dtype=h5py.string_dtype())
-            if ds.Y_clean is not None:
-                f.create_dataset("Y_clean", data=ds.Y_clean)
-            if ds.W_true is not None:
-                f.create_dataset("truth/W", data=ds.W_true)
-            if ds.alpha_true is not None:
-                f.create_dataset("truth/alpha", data=ds.alpha_true)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_h5_write(path) as f:
+        f.attrs["kind"] = KIND
+        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+        f.attrs["meta"] = meta
+        write_arrays(f, ds)
+
+
+def write_arrays(group, ds: Dataset) -> None:
+    """Write the arrays of ``ds`` into an open HDF5 group (the layout of the module docstring)."""
+    import h5py
+
+    group.create_dataset("U", data=ds.U)
+    group.create_dataset("t", data=ds.t)
+    group.create_dataset("Y", data=ds.Y)
+    group.create_dataset("mask", data=ds.observed().astype(np.uint8))
+    group.create_dataset("nodes", data=ds.nodes, dtype=h5py.string_dtype())
+    group.create_dataset("conditions", data=ds.conditions, dtype=h5py.string_dtype())
+    if ds.Y_clean is not None:
+        group.create_dataset("Y_clean", data=ds.Y_clean)
+    if ds.W_true is not None:
+        group.create_dataset("truth/W", data=ds.W_true)
+    if ds.alpha_true is not None:
+        group.create_dataset("truth/alpha", data=ds.alpha_true)
 
 
 def read_dataset(path) -> Dataset:
@@ -344,38 +341,47 @@ def read_dataset(path) -> Dataset:
                 and int(version) == FORMAT_VERSION):
             shown = version.tolist() if isinstance(version, np.generic | np.ndarray) else version
             fail(f"format_version {shown!r} is not supported (this version reads {FORMAT_VERSION})")
-        for name in _ARRAYS:
-            if not isinstance(f.get(name), h5py.Dataset):
-                fail(f"missing dataset '{name}'")
         try:
             meta = json.loads(f.attrs.get("meta", "{}"))
         except (TypeError, ValueError):
             fail("attribute meta is not valid JSON")
         if not isinstance(meta, dict):
             fail("attribute meta is not a JSON object")
+        return read_arrays(f, fail, meta)
 
-        def optional(name):
-            obj = f.get(name)
-            if obj is None:
-                return None
-            if not isinstance(obj, h5py.Dataset):
-                fail(f"'{name}' is not a dataset")
-            return obj[()]
 
-        try:
-            nodes = list(f["nodes"].asstr()[()])
-            conditions = list(f["conditions"].asstr()[()])
-        except (TypeError, ValueError, UnicodeDecodeError):
-            fail("nodes and conditions must be UTF-8 string datasets")
-        mask = f["mask"][()]
-        try:
-            ds = Dataset(U=f["U"][()], t=f["t"][()], Y=f["Y"][()], nodes=nodes,
-                         mask=None if mask.size and np.all(mask == 1) else mask,
-                         conditions=conditions, W_true=optional("truth/W"), alpha_true=optional("truth/alpha"),
-                         Y_clean=optional("Y_clean"), meta=meta)
-        except InputDataError as exc:
-            fail(str(exc))
-    return ds
+def read_arrays(group, fail, meta=None) -> Dataset:
+    """Read a Dataset from an open HDF5 group written by :func:`write_arrays`.
+
+    ``fail(problem)`` is called (and must raise) with a one-line problem description.
+    """
+    import h5py
+
+    for name in _ARRAYS:
+        if not isinstance(group.get(name), h5py.Dataset):
+            fail(f"missing dataset '{name}'")
+
+    def optional(name):
+        obj = group.get(name)
+        if obj is None:
+            return None
+        if not isinstance(obj, h5py.Dataset):
+            fail(f"'{name}' is not a dataset")
+        return obj[()]
+
+    try:
+        nodes = list(group["nodes"].asstr()[()])
+        conditions = list(group["conditions"].asstr()[()])
+    except (TypeError, ValueError, UnicodeDecodeError):
+        fail("nodes and conditions must be UTF-8 string datasets")
+    mask = group["mask"][()]
+    try:
+        return Dataset(U=group["U"][()], t=group["t"][()], Y=group["Y"][()], nodes=nodes,
+                       mask=None if mask.size and np.all(mask == 1) else mask,
+                       conditions=conditions, W_true=optional("truth/W"), alpha_true=optional("truth/alpha"),
+                       Y_clean=optional("Y_clean"), meta=meta or {})
+    except InputDataError as exc:
+        fail(str(exc))
 
 
 def simulate(network, *, conditions: int, times: int, tfinal: float = 20.0, noise: float = 0.01,

@@ -1,0 +1,184 @@
+"""Training configuration: every key, its default and its check, in one table.
+
+Config files may be YAML, JSON or TOML, holding a flat mapping of the keys below.  Precedence: command-line
+options > config file > defaults.  An unknown key is an error that names the closest valid key.
+"""
+
+import difflib
+import json
+import math
+import os
+
+from ..errors import ConfigError
+
+# key: (default, kind, description)
+SCHEMA = {
+    # default data (used when no data file is given): a simulated benchmark on a network
+    "network": ("LI", "str", "network to simulate when no data file is given (built-in name, CSV, random:N)"),
+    "conditions": (30, "int+", "number of simulated conditions"),
+    "times": (5, "int+", "number of observation times t_k = tfinal k / T"),
+    "tfinal": (20.0, "float+", "last observation time"),
+    "noise": (0.01, "float0", "sd of additive Gaussian noise on simulated data (test targets stay clean)"),
+    "max_targets": (2, "int+", "at most this many nodes perturbed per simulated condition"),
+    "data_seed": (0, "int0", "seed of the simulated data"),
+    # split
+    "val_frac": (1 / 6, "frac", "fraction of conditions for validation (ignored when n_val is set)"),
+    "test_frac": (1 / 6, "frac", "fraction of conditions for testing (ignored when n_test is set)"),
+    "n_val": (None, "int0?", "number of validation conditions"),
+    "n_test": (None, "int0?", "number of test conditions"),
+    "split_seed": (0, "int0", "seed of the random train/val/test split"),
+    # model
+    "loss": ("mae", ("mae", "mse"), "training loss on observed entries"),
+    "learn_alpha": (True, "bool", "learn alpha (else keep init_alpha)"),
+    "positive_alpha": (True, "bool", "keep alpha >= alpha_min by projection after each step"),
+    "alpha_min": (1e-3, "float+", "lower bound of alpha when positive_alpha"),
+    "learn_decay": (False, "bool", "learn the decay d (else d = 1)"),
+    "no_self_loops": (False, "bool", "fix the diagonal of W at zero"),
+    "init": ("zeros", ("zeros", "random"), "initial W: zeros, or N(0, init_scale) entries"),
+    "init_scale": (0.01, "float0", "sd of the random initial W"),
+    "init_alpha": (0.5, "float+", "initial alpha (all nodes)"),
+    # optimiser
+    "optimizer": ("adam", ("adam", "adamw"), "Adam, or AdamW with decoupled weight decay"),
+    "lr": (0.02, "float+", "initial learning rate"),
+    "beta1": (0.9, "frac", "Adam first-moment decay"),
+    "beta2": (0.999, "frac", "Adam second-moment decay"),
+    "eps": (1e-8, "float+", "Adam epsilon"),
+    "weight_decay": (0.0, "float0", "AdamW decoupled weight decay on W (lr * wd * W per step)"),
+    "l1": (0.0, "float0", "L1 penalty on W, applied as a proximal (soft-threshold) step"),
+    "l2": (0.0, "float0", "L2 penalty l2 * sum(W^2) on W, added to the gradient"),
+    "clip_norm": (None, "float+?", "clip the global gradient norm to this value"),
+    "schedule": ("plateau", ("constant", "step", "plateau"), "learning-rate schedule"),
+    "lr_factor": (0.5, "frac", "multiply lr by this at each decay"),
+    "lr_step": (500, "int+", "step schedule: decay every lr_step epochs"),
+    "lr_patience": (30, "int+", "plateau schedule: decay after this many epochs without a new best"),
+    "lr_min": (1e-5, "float+", "lr never decays below this"),
+    # loop
+    "epochs": (3000, "int+", "maximum number of epochs"),
+    "batch_size": (0, "int0", "conditions per step (0 = all training conditions; 1 = CellBox.jl)"),
+    "time_points": (0, "int0", "observation times sampled per step (0 = all)"),
+    "patience": (200, "int+", "early stopping: epochs without improvement of the smoothed validation loss"),
+    "burnin": (50, "int0", "early stopping is off for the first burnin epochs"),
+    "ma_window": (5, "int+", "moving-average window of the validation loss"),
+    "min_delta": (0.0, "float0", "relative improvement needed to count as better"),
+    "seed": (0, "int0", "seed of the initialisation and batch order"),
+    "rtol": (1e-6, "float+", "solver relative tolerance during training"),
+    "atol": (1e-8, "float+", "solver absolute tolerance during training"),
+    "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),
+    "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often"),
+    "checkpoint_every": (0, "int0", "also checkpoint every this many epochs (0 = time-based only)"),
+}
+
+DEFAULTS = {k: v[0] for k, v in SCHEMA.items()}
+
+
+def _closest(key):
+    match = difflib.get_close_matches(key, SCHEMA.keys(), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _coerce(key, value):
+    kind = SCHEMA[key][1]
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ConfigError(f"config key '{key}': must be one of {', '.join(kind)}, got {value!r}")
+        return value
+    optional = kind.endswith("?")
+    base = kind.rstrip("?")
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}': a value is required")
+    if base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': must be a string, got {value!r}")
+        return value
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key '{key}': must be true or false, got {value!r}")
+    if base.startswith("int"):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())):
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"config key '{key}': must be an integer, got {value!r}")
+        v = int(value)
+        low = 1 if base == "int+" else 0
+        if v < low:
+            raise ConfigError(f"config key '{key}': must be >= {low}, got {v}")
+        return v
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}': must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(v):
+        raise ConfigError(f"config key '{key}': must be a finite number, got {value!r}")
+    if base == "float+" and v <= 0:
+        raise ConfigError(f"config key '{key}': must be > 0, got {v}")
+    if base == "float0" and v < 0:
+        raise ConfigError(f"config key '{key}': must be >= 0, got {v}")
+    if base == "frac" and not 0 <= v < 1:
+        raise ConfigError(f"config key '{key}': must be in [0, 1), got {v}")
+    return v
+
+
+def resolve(*layers):
+    """Merge mappings (later layers win) over the defaults; check every key and value; return a new dict."""
+    cfg = dict(DEFAULTS)
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in SCHEMA:
+                raise ConfigError(f"unknown config key '{key}'{_closest(key)}")
+            cfg[key] = _coerce(key, value)
+    if cfg["val_frac"] + cfg["test_frac"] >= 1:
+        raise ConfigError("config keys 'val_frac' + 'test_frac' must leave conditions for training (sum < 1)")
+    return cfg
+
+
+def load_config_file(path):
+    """Read a YAML, JSON or TOML mapping by the file's extension (ConfigError on any problem)."""
+    ext = os.path.splitext(str(path))[1].lower()
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
+    try:
+        if ext in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(raw.decode("utf-8"))
+        elif ext == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        elif ext == ".toml":
+            import tomllib
+
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            raise ConfigError(f"config file {path}: unknown extension '{ext}' (use .yaml, .yml, .json or .toml)")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parser errors of the three formats
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config file {path}: cannot parse ({first})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: must hold a mapping of keys to values")
+    return data
+
+
+def parse_set(items):
+    """Parse ``key=value`` overrides from the command line (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
