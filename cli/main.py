@@ -7,9 +7,13 @@ JSON object on stdout, everything else goes to stderr. Exit codes: 0 ok, 1 inter
 
 from __future__ import annotations
 
+import sys
+import time
 from importlib import metadata
 
 import click
+
+from cellbox_nb.errors import ConfigError
 
 from ._common import (check_output_path, info, json_option, out_option, print_json, run_command,
                       seed_option)
@@ -88,6 +92,149 @@ def simulate(network, conditions, times, tfinal, noise, max_targets, method, see
         info(f"wrote {out}: network {net.name} (n={net.n}), {conditions} conditions x {times} times "
              f"(t = {ds.t[0]:g} .. {ds.t[-1]:g}), noise {noise:g}, seed {seed}; "
              f"Y in [{summary['y_min']:.3g}, {summary['y_max']:.3g}]")
+
+
+TRAIN_JSON_KEYS = ("mae_train", "mae_val", "mae_test", "pearson_test", "pearson_W", "pearson_alpha", "auroc", "aupr",
+                   "epochs", "wall_s", "status")
+
+
+@cli.command()
+@click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
+              help="HDF5 dataset (from `cellbox-nb simulate`). Default: simulate the config's network.")
+@click.option("--network", "network", default=None, metavar="NAME|CSV|random:N",
+              help="Network to simulate when no --data is given (default: LI, the built-in default).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="fit.h5", show_default=True,
+              help="Results file (HDF5).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Config file (YAML, JSON or TOML) with training keys.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs (config key epochs).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (config key lr).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of init and batch order (config key seed).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted fit in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+@json_option
+@run_command
+def train(data, network, out, config_file, overrides, epochs, lr, seed, resume, overwrite, quiet, as_json):
+    """Learn W and alpha from perturbation data; write one HDF5 results file.
+
+    Exit codes: 0 ok, 2 usage/config error, 3 invalid data, 4 numerical failure, 75 interrupted by SIGTERM or
+    SIGUSR1 after writing a checkpoint (continue with --resume).
+    """
+    import os
+    import signal
+
+    from cellbox_nb.data.dataset import read_dataset, simulate as simulate_dataset
+    from cellbox_nb.fit.config import load_config_file, parse_set, resolve
+    from cellbox_nb.fit.train import train as run_train
+
+    layers = [load_config_file(config_file) if config_file else {}]
+    cli_layer = {k: v for k, v in (("network", network), ("epochs", epochs), ("lr", lr), ("seed", seed))
+                 if v is not None}
+    cfg = resolve(*layers, parse_set(overrides), cli_layer)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if resume:
+        if not os.path.exists(out):
+            raise ConfigError(f"--resume: '{out}' does not exist")
+    else:
+        check_output_path(out, overwrite)
+    if data is not None:
+        ds = read_dataset(data)
+    else:
+        ds = simulate_dataset(cfg["network"], conditions=cfg["conditions"], times=cfg["times"],
+                              tfinal=cfg["tfinal"], noise=cfg["noise"], max_targets=cfg["max_targets"],
+                              seed=cfg["data_seed"])
+    received = []
+
+    def on_signal(signum, _frame):
+        received.append(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, on_signal)
+    show = not quiet and sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(epoch, total, train_loss, val_loss):
+        now = time.monotonic()
+        if show and (now - last[0] > 0.5 or epoch == total):
+            last[0] = now
+            click.echo(f"\repoch {epoch}/{total}  train {train_loss:.3e}  val {val_loss:.3e}", err=True, nl=False)
+
+    res = run_train(ds, cfg, out, resume=resume, progress=progress,
+                    stop_requested=lambda: received[0] if received else None)
+    if show:
+        click.echo("", err=True)
+    metrics = res["metrics"] or {}
+    summary = {k: metrics.get(k) for k in TRAIN_JSON_KEYS}
+    summary["out"] = out
+    if as_json:
+        print_json(summary)
+    else:
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
+                          if k != "out")
+        info(f"wrote {out}: {shown}")
+
+
+@cli.command()
+@click.option("--network", "network", default="GSD", show_default=True, metavar="NAME|CSV|random:N",
+              help="Network whose simulated data the gradient is checked on.")
+@seed_option
+@click.option("--conditions", type=click.IntRange(min=1), default=8, show_default=True, help="Conditions M.")
+@click.option("--times", type=click.IntRange(min=1), default=5, show_default=True, help="Observation times T.")
+@click.option("--loss", type=click.Choice(["mae", "mse"]), default="mae", show_default=True)
+@click.option("--directions", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Random directions for the forward-sensitivity and finite-difference checks.")
+@click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=1e-10, show_default=True,
+              help="Adjoint tolerance (rtol = atol).")
+@click.option("--corrupt", type=float, default=0.0, hidden=True,
+              help="Self-test of the checker: scale the adjoint gradient by (1 + CORRUPT).")
+@json_option
+@run_command
+def gradcheck(network, seed, conditions, times, loss, directions, rtol, corrupt, as_json):
+    """Validate the adjoint gradient against forward sensitivities, finite differences and the Taylor test.
+
+    Exit code 4 when the check fails.
+    """
+    import numpy as np
+
+    import cellbox_nb as cb
+    from cellbox_nb.data.dataset import simulate as simulate_dataset
+    from cellbox_nb.data.network import load_network
+    from cellbox_nb.errors import EXIT_NUMERICAL
+    from cellbox_nb.gradcheck import run_gradcheck
+
+    net = load_network(network, seed=seed)
+    ds = simulate_dataset(net, conditions=conditions, times=times, noise=0.01, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    W = net.W + 0.1 * rng.normal(size=net.W.shape)  # away from the truth, so the gradient is not small
+    alpha = net.alpha * (1 + 0.05 * rng.normal(size=net.n))
+    grad_fn = None
+    if corrupt:
+        def grad_fn(W_, a_, kind):
+            L, g = cb.loss_and_grad(W_, a_, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=kind, rtol=rtol, atol=rtol)
+            return L, {k: v * (1 + corrupt) for k, v in g.items()}
+    res = run_gradcheck(W, alpha, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=loss, directions=directions, seed=seed,
+                        rtol=rtol, atol=rtol, grad_fn=grad_fn)
+    keys = ("rel_err_fd", "rel_err_fsens", "taylor_slope", "ok")
+    if as_json:
+        print_json({k: res[k] for k in keys} | {"network": net.name, "n": net.n, "loss": loss})
+    else:
+        th = res["thresholds"]
+        click.echo(f"gradcheck on {net.name} (n={net.n}, {conditions} conditions, {times} times, loss {loss}, "
+                   f"adjoint rtol=atol={rtol:g})")
+        click.echo(f"{'check':<34} {'value':>12}  {'pass if':<14} result")
+        rows = [("forward sensitivities, rel. error", res["rel_err_fsens"], f"<= {th['rel_err_fsens']:g}",
+                 res["rel_err_fsens"] <= th["rel_err_fsens"]),
+                ("central differences, rel. error", res["rel_err_fd"], f"<= {th['rel_err_fd']:g}",
+                 res["rel_err_fd"] <= th["rel_err_fd"]),
+                ("Taylor remainder slope", res["taylor_slope"], "2 +- 0.1", abs(res["taylor_slope"] - 2) <= 0.1)]
+        for name, value, cond, ok in rows:
+            click.echo(f"{name:<34} {value:>12.3e}  {cond:<14} {'ok' if ok else 'FAIL'}")
+        click.echo(f"overall: {'ok' if res['ok'] else 'FAIL'}")
+    if not res["ok"]:
+        raise click.exceptions.Exit(EXIT_NUMERICAL)
 
 
 def main(argv=None):

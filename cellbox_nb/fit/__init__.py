@@ -1,0 +1,1 @@
+"""Fitting: optimiser, training loop, splits, metrics, results store."""

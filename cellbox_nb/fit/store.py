@@ -1,0 +1,136 @@
+"""Results store: one HDF5 file per fit (DESIGN.md section 5).
+
+Layout (format_version 1)
+-------------------------
+Root attributes: ``kind = "cellbox-nb fit"``, ``format_version = 1``, ``status`` (running, finished,
+early_stopped, interrupted, numerical_failure), ``cellbox_nb_version``, ``created``, ``updated``.
+
+- ``config``              JSON string: the resolved training configuration.
+- ``data/``               the inputs, in the dataset layout of cellbox_nb.data.dataset (U, t, Y, mask, nodes,
+                          conditions, optional Y_clean, truth/W, truth/alpha); attribute ``meta`` (JSON).
+- ``split/train|val|test`` int64 condition indices.
+- ``history/<column>``    one float64 array per column (epoch, train_loss, val_loss, lr, grad_norm,
+                          rejected, wall_s); attribute ``rows`` is the commit marker: readers use the first
+                          ``rows`` entries.
+- ``params/final/{W,alpha,d}`` and ``params/best/{W,alpha,d}`` (attribute ``epoch``), with ``params/nodes``.
+- ``predictions/X``       (M, T, n) model responses with the best parameters (written when the fit ends).
+- ``metrics``             JSON string (written when the fit ends).
+- ``checkpoint/``         everything a resume needs: parameters, Adam moments (m_*, v_*), and attributes
+                          epoch, step, lr, rng_state (JSON), best_val, bad_epochs, plateau_bad, ma_buffer (JSON).
+
+Crash safety: the whole file is rewritten under a temporary name and renamed into place at every checkpoint
+(cellbox_nb.data.h5atomic), so a kill at any moment leaves the previous complete file.  History is small
+(a few floats per epoch), so this costs little and is stronger than appending in place.  A file is never
+shared between writers; a second process may open it read-only at any time (it sees the last checkpoint).
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from ..data.dataset import read_arrays, write_arrays
+from ..data.h5atomic import atomic_h5_write
+from ..errors import InputDataError
+
+KIND = "cellbox-nb fit"
+FORMAT_VERSION = 1
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "grad_norm", "rejected", "wall_s")
+
+
+def write_fit(path, *, status, config, dataset, split, history, final, best, best_epoch, checkpoint,
+              predictions=None, metrics=None, created=None):
+    """Write the complete results file atomically (layout in the module docstring)."""
+    from .. import __version__
+
+    with atomic_h5_write(path) as f:
+        f.attrs["kind"] = KIND
+        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+        f.attrs["status"] = status
+        f.attrs["cellbox_nb_version"] = __version__
+        f.attrs["created"] = created or time.strftime("%Y-%m-%dT%H:%M:%S")
+        f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        f.create_dataset("config", data=json.dumps(config, sort_keys=True))
+        g = f.create_group("data")
+        g.attrs["meta"] = json.dumps(dataset.meta, sort_keys=True, default=str)
+        write_arrays(g, dataset)
+        for name, idx in zip(("train", "val", "test"), split):
+            f.create_dataset(f"split/{name}", data=np.asarray(idx, dtype=np.int64))
+        h = f.create_group("history")
+        rows = len(history)
+        for j, col in enumerate(HISTORY_COLUMNS):
+            h.create_dataset(col, data=np.array([r[j] for r in history], dtype=np.float64).reshape(rows))
+        h.attrs["rows"] = np.int64(rows)  # commit marker
+        f.create_dataset("params/nodes", data=list(dataset.nodes), dtype=_str_dtype())
+        for key, val in final.items():
+            f.create_dataset(f"params/final/{key}", data=val)
+        for key, val in best.items():
+            f.create_dataset(f"params/best/{key}", data=val)
+        f["params/best"].attrs["epoch"] = np.int64(best_epoch)
+        c = f.create_group("checkpoint")
+        for key, val in checkpoint.items():
+            if isinstance(val, np.ndarray):
+                c.create_dataset(key, data=val)
+            else:
+                c.attrs[key] = json.dumps(val)
+        if predictions is not None:
+            f.create_dataset("predictions/X", data=predictions)
+        if metrics is not None:
+            f.create_dataset("metrics", data=json.dumps(metrics, sort_keys=True))
+
+
+def _str_dtype():
+    import h5py
+
+    return h5py.string_dtype()
+
+
+def read_fit(path, *, with_checkpoint=False):
+    """Read a results file into a dict of arrays and plain values.
+
+    Keys: status, config (dict), dataset (Dataset), split (train, val, test), history (dict column -> array),
+    final and best (dicts W, alpha, d), best_epoch, nodes, predictions (or None), metrics (dict or None),
+    and with ``with_checkpoint`` the checkpoint dict.  Raises InputDataError (one line) on a bad file.
+    """
+    import h5py
+
+    path = os.fspath(path)
+
+    def fail(problem):
+        raise InputDataError(f"results file '{path}': {problem}")
+
+    if not os.path.isfile(path):
+        fail("not found")
+    if not h5py.is_hdf5(path):
+        fail("not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        fail(f"cannot be opened ({' '.join(str(exc).split())})")
+    with f:
+        if f.attrs.get("kind") != KIND:
+            fail(f"not a cellbox-nb fit (attribute kind is {f.attrs.get('kind')!r})")
+        version = f.attrs.get("format_version")
+        if version is None or int(version) != FORMAT_VERSION:
+            fail(f"format_version {version!r} is not supported (this version reads {FORMAT_VERSION})")
+        try:
+            out = {"status": str(f.attrs["status"]), "config": json.loads(f["config"][()])}
+            out["dataset"] = read_arrays(f["data"], fail, json.loads(f["data"].attrs.get("meta", "{}")))
+            out["split"] = tuple(f[f"split/{k}"][()] for k in ("train", "val", "test"))
+            rows = int(f["history"].attrs["rows"])
+            out["history"] = {c: f[f"history/{c}"][:rows] for c in HISTORY_COLUMNS}
+            out["final"] = {k: v[()] for k, v in f["params/final"].items()}
+            out["best"] = {k: v[()] for k, v in f["params/best"].items()}
+            out["best_epoch"] = int(f["params/best"].attrs["epoch"])
+            out["nodes"] = list(f["params/nodes"].asstr()[()])
+            out["predictions"] = f["predictions/X"][()] if "predictions" in f else None
+            out["metrics"] = json.loads(f["metrics"][()]) if "metrics" in f else None
+            if with_checkpoint:
+                c = f["checkpoint"]
+                ck = {k: v[()] for k, v in c.items()}
+                ck.update({k: json.loads(v) for k, v in c.attrs.items()})
+                out["checkpoint"] = ck
+        except KeyError as exc:
+            fail(f"missing {exc.args[0] if exc.args else 'an entry'}")
+    return out

@@ -1,0 +1,341 @@
+"""The training loop: Adam(W, alpha[, d]) on the adjoint gradient, early stopping, checkpoints, metrics.
+
+One epoch is one pass over the training conditions in batches of ``batch_size`` (0 = all at once, in index
+order; otherwise a seeded permutation per epoch).  After each epoch the validation loss is computed with the
+current parameters; its moving average (``ma_window``) drives early stopping (after ``burnin`` epochs, stop when
+it has not improved for ``patience`` epochs), the raw validation loss picks the best parameters, and the
+learning-rate schedule reacts to it (``plateau``) or to the epoch count (``step``).
+
+Numerical faults: a step whose solve fails (max steps, step underflow, non-finite) or whose loss or gradient
+is non-finite is rejected: parameters are left as they were, the event is counted in the history, and the
+learning rate is multiplied by ``lr_factor``; after ``max_rejections`` consecutive rejections the fit stops
+with status ``numerical_failure`` (exit code 4 on the command line).  Parameters never become NaN.
+
+Everything that influences the trajectory (parameters, Adam moments, step, lr, RNG state, counters, history)
+is saved at each checkpoint, so a resumed fit ends with the same bits as an uninterrupted one.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from ..api import SolveError, loss_and_grad, solve
+from ..errors import ConfigError, Interrupted, NumericalError
+from . import metrics as mt
+from .optim import adam_step, grad_norm, init_moments
+from .splits import random_split
+from .store import read_fit, write_fit
+
+FINAL_STATUSES = ("finished", "early_stopped")
+
+
+def _loss_value(X, Y, mask, kind):
+    r = (X - Y)[mask]
+    if r.size == 0:
+        return float("nan")
+    return float(np.mean(np.abs(r)) if kind == "mae" else np.mean(r * r))
+
+
+class _State:
+    """Everything that evolves during training (and goes into a checkpoint)."""
+
+    def __init__(self, params, cfg):
+        self.params = params
+        self.m, self.v = init_moments(params)
+        self.step = 0
+        self.epoch = 0
+        self.lr = cfg["lr"]
+        self.best_val = math.inf
+        self.best = {k: v.copy() for k, v in params.items()}
+        self.best_epoch = 0
+        self.best_ma = math.inf
+        self.bad_epochs = 0
+        self.plateau_best = math.inf
+        self.plateau_bad = 0
+        self.ma_buffer = []
+        self.consecutive_rejections = 0
+        self.history = []
+        self.wall = 0.0
+        self.rng_state = None
+
+    def checkpoint(self):
+        ck = {f"p_{k}": v for k, v in self.params.items()}
+        ck.update({f"m_{k}": v for k, v in self.m.items()})
+        ck.update({f"v_{k}": v for k, v in self.v.items()})
+        ck.update({"step": self.step, "epoch": self.epoch, "lr": self.lr, "best_val": _num(self.best_val),
+                   "best_ma": _num(self.best_ma), "bad_epochs": self.bad_epochs,
+                   "plateau_best": _num(self.plateau_best), "plateau_bad": self.plateau_bad,
+                   "ma_buffer": self.ma_buffer, "consecutive_rejections": self.consecutive_rejections,
+                   "wall": self.wall, "rng_state": self.rng_state, "best_epoch": self.best_epoch})
+        return ck
+
+    @classmethod
+    def restore(cls, ck, best, history, cfg):
+        keys = [k[2:] for k in ck if k.startswith("p_")]
+        st = cls({k: np.array(ck[f"p_{k}"]) for k in keys}, cfg)
+        st.m = {k: np.array(ck[f"m_{k}"]) for k in keys}
+        st.v = {k: np.array(ck[f"v_{k}"]) for k in keys}
+        for name in ("step", "epoch", "lr", "bad_epochs", "plateau_bad", "ma_buffer", "consecutive_rejections",
+                     "wall", "rng_state", "best_epoch"):
+            setattr(st, name, ck[name])
+        st.best_val = _unnum(ck["best_val"])
+        st.best_ma = _unnum(ck["best_ma"])
+        st.plateau_best = _unnum(ck["plateau_best"])
+        st.best = {k: np.array(best[k]) for k in keys}
+        st.history = [tuple(float(history[c][i]) for c in history) for i in range(len(history["epoch"]))]
+        return st
+
+
+def _num(x):
+    return None if not math.isfinite(x) else float(x)
+
+
+def _unnum(x):
+    return math.inf if x is None else float(x)
+
+
+class Trainer:
+    """Fit one dataset with one resolved config, writing ``out_path`` (see :mod:`cellbox_nb.fit.store`)."""
+
+    def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None):
+        dataset.validate()
+        self.ds = dataset
+        self.cfg = cfg
+        self.out = os.fspath(out_path)
+        self.progress = progress
+        self.stop_requested = stop_requested or (lambda: None)
+        n = dataset.n
+        self.w_mask = None
+        if cfg["no_self_loops"]:
+            self.w_mask = ~np.eye(n, dtype=bool)
+        self.mask = dataset.observed()
+        self.created = None
+        self._last_ckpt = 0.0
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+    def _initial_state(self):
+        cfg, n = self.cfg, self.ds.n
+        rng = np.random.default_rng(cfg["seed"])
+        W = np.zeros((n, n)) if cfg["init"] == "zeros" else cfg["init_scale"] * rng.normal(size=(n, n))
+        if self.w_mask is not None:
+            W = np.where(self.w_mask, W, 0.0)
+        params = {"W": W, "alpha": np.full(n, cfg["init_alpha"]), "d": np.ones(n)}
+        st = _State(params, cfg)
+        st.rng_state = rng.bit_generator.state
+        return st
+
+    def start(self, resume=False):
+        if resume:
+            saved = read_fit(self.out, with_checkpoint=True)
+            if saved["status"] in FINAL_STATUSES:
+                return saved
+            if saved["config"] != json.loads(json.dumps(self.cfg)):
+                diff = sorted(k for k in self.cfg if saved["config"].get(k) != json.loads(json.dumps(self.cfg[k])))
+                raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
+                                  f"{', '.join(diff) or 'unknown'})")
+            self.split = tuple(saved["split"])
+            self.state = _State.restore(saved["checkpoint"], saved["best"], saved["history"], self.cfg)
+            self.ds = saved["dataset"]
+            self.mask = self.ds.observed()
+        else:
+            self.split = random_split(self.ds.M, self.cfg)
+            self.state = self._initial_state()
+            self._write("running")
+        return self._run()
+
+    # -- loop -----------------------------------------------------------------------------------------------
+    def _free_keys(self):
+        keys = ["W"]
+        if self.cfg["learn_alpha"]:
+            keys.append("alpha")
+        if self.cfg["learn_decay"]:
+            keys.append("d")
+        return keys
+
+    def _batches(self, rng, train):
+        B = self.cfg["batch_size"]
+        if B == 0 or B >= train.size:
+            return [train]
+        perm = train[rng.permutation(train.size)]
+        return [np.sort(perm[i:i + B]) for i in range(0, perm.size, B)]
+
+    def _step(self, rng, idx):
+        cfg, st, ds = self.cfg, self.state, self.ds
+        t, Y, mask = ds.t, ds.Y[idx], self.mask[idx]
+        tp = cfg["time_points"]
+        if 0 < tp < ds.T:
+            tsel = np.sort(rng.choice(ds.T, size=tp, replace=False))
+            t, Y, mask = t[tsel], Y[:, tsel], mask[:, tsel]
+        if not mask.any():
+            return None, None
+        p = st.params
+        try:
+            L, g = loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
+                                 rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask)
+        except SolveError:
+            return math.nan, None
+        keys = self._free_keys()
+        grads = {k: g[k] for k in keys}
+        if not (math.isfinite(L) and all(np.all(np.isfinite(v)) for v in grads.values())):
+            return math.nan, None
+        return L, grads
+
+    def _val_loss(self, params, idx):
+        if idx.size == 0:
+            return math.nan
+        try:
+            X = solve(params["W"], params["alpha"], self.ds.U[idx], self.ds.t, rtol=self.cfg["rtol"],
+                      atol=self.cfg["atol"], decay=params["d"])
+        except SolveError:
+            return math.nan
+        return _loss_value(X, np.nan_to_num(self.ds.Y[idx]), self.mask[idx], self.cfg["loss"])
+
+    def _run(self):
+        cfg, st = self.cfg, self.state
+        train, val, _ = self.split
+        rng = np.random.default_rng()
+        rng.bit_generator.state = st.rng_state
+        t_start = time.perf_counter() - st.wall
+        status = "running"
+        while st.epoch < cfg["epochs"]:
+            losses, rejected, gnorm = [], 0, math.nan
+            for idx in self._batches(rng, train):
+                L, grads = self._step(rng, idx)
+                if grads is None:
+                    if L is None:
+                        continue
+                    rejected += 1
+                    st.consecutive_rejections += 1
+                    st.lr = max(st.lr * cfg["lr_factor"], 1e-300)
+                    if st.consecutive_rejections >= cfg["max_rejections"]:
+                        status = "numerical_failure"
+                        break
+                    continue
+                st.consecutive_rejections = 0
+                st.step += 1
+                gnorm = grad_norm(grads)
+                free = {k: st.params[k] for k in grads}
+                new, m, v = adam_step(free, grads, {k: st.m[k] for k in grads}, {k: st.v[k] for k in grads},
+                                      st.step, st.lr, cfg, self.w_mask)
+                st.params.update(new)
+                st.m.update(m)
+                st.v.update(v)
+                losses.append(L)
+            st.epoch += 1
+            train_loss = float(np.mean(losses)) if losses else math.nan
+            val_loss = self._val_loss(st.params, val) if val.size else train_loss
+            stop = self._end_of_epoch(train_loss, val_loss)
+            st.wall = time.perf_counter() - t_start
+            st.history.append((st.epoch, train_loss, val_loss, st.lr, gnorm, rejected, st.wall))
+            st.rng_state = rng.bit_generator.state
+            if self.progress is not None:
+                self.progress(st.epoch, cfg["epochs"], train_loss, val_loss)
+            if status == "numerical_failure":
+                break
+            if stop:
+                status = "early_stopped"
+                break
+            signame = self.stop_requested()
+            if signame:
+                self._write("interrupted")
+                raise Interrupted(f"stopped by {signame} after epoch {st.epoch}; checkpoint written to "
+                                  f"'{self.out}' (continue with --resume)")
+            due = cfg["checkpoint_every"] and st.epoch % cfg["checkpoint_every"] == 0
+            if due or time.perf_counter() - self._last_ckpt >= cfg["checkpoint_seconds"]:
+                self._write("running")
+        if status == "running":
+            status = "finished"
+        return self._finish(status)
+
+    def _end_of_epoch(self, train_loss, val_loss):
+        cfg, st = self.cfg, self.state
+        if math.isfinite(val_loss) and val_loss < st.best_val:
+            st.best_val = val_loss
+            st.best = {k: v.copy() for k, v in st.params.items()}
+            st.best_epoch = st.epoch
+        st.ma_buffer = (st.ma_buffer + [val_loss if math.isfinite(val_loss) else None])[-cfg["ma_window"]:]
+        vals = [x for x in st.ma_buffer if x is not None]
+        ma = float(np.mean(vals)) if vals else math.inf
+        if ma < st.best_ma * (1 - cfg["min_delta"]):
+            st.best_ma = ma
+            st.bad_epochs = 0
+        else:
+            st.bad_epochs += 1
+        if cfg["schedule"] == "plateau":
+            if math.isfinite(val_loss) and val_loss < st.plateau_best:
+                st.plateau_best = val_loss
+                st.plateau_bad = 0
+            else:
+                st.plateau_bad += 1
+                if st.plateau_bad >= cfg["lr_patience"]:
+                    st.lr = max(st.lr * cfg["lr_factor"], cfg["lr_min"])
+                    st.plateau_bad = 0
+        elif cfg["schedule"] == "step" and st.epoch % cfg["lr_step"] == 0:
+            st.lr = max(st.lr * cfg["lr_factor"], cfg["lr_min"])
+        return st.epoch >= cfg["burnin"] and st.bad_epochs >= cfg["patience"]
+
+    # -- output ---------------------------------------------------------------------------------------------
+    def _write(self, status, predictions=None, metrics=None):
+        st = self.state
+        write_fit(self.out, status=status, config=self.cfg, dataset=self.ds, split=self.split,
+                  history=st.history, final=st.params, best=st.best, best_epoch=st.best_epoch,
+                  checkpoint=st.checkpoint(), predictions=predictions, metrics=metrics, created=self.created)
+        self._last_ckpt = time.perf_counter()
+
+    def _finish(self, status):
+        st = self.state
+        best = st.best
+        try:
+            X = solve(best["W"], best["alpha"], self.ds.U, self.ds.t, rtol=self.cfg["rtol"], atol=self.cfg["atol"],
+                      decay=best["d"], on_failure="nan")
+        except SolveError:  # pragma: no cover - on_failure="nan" does not raise
+            X = None
+        metrics = evaluate(self.ds, self.split, best, X, self.cfg["loss"])
+        metrics.update({"epochs": st.epoch, "best_epoch": st.best_epoch, "wall_s": st.wall, "status": status,
+                        "steps": st.step})
+        self._write(status, predictions=X, metrics=metrics)
+        if status == "numerical_failure":
+            raise NumericalError(f"training stopped after {self.cfg['max_rejections']} consecutive rejected steps "
+                                 f"(solver failure or non-finite gradient) at epoch {st.epoch}; the results file "
+                                 f"'{self.out}' keeps the last good parameters (try a smaller lr)")
+        return read_fit(self.out)
+
+
+def evaluate(ds, split, params, X, loss_kind="mae"):
+    """Metrics of a fit: MAE per split, test Pearson r, and network recovery against the truth if known.
+
+    MAE and pearson_test compare with the noise-free responses (Y_clean) when the dataset has them (simulated
+    data), else with the measured Y; ``targets`` says which.
+    """
+    target = ds.Y_clean if ds.Y_clean is not None else ds.Y
+    mask = ds.observed()
+    out = {"targets": "clean" if ds.Y_clean is not None else "measured"}
+    for name, idx in zip(("train", "val", "test"), split):
+        if X is None or idx.size == 0:
+            out[f"mae_{name}"] = None
+            continue
+        out[f"mae_{name}"] = mt.mae(X[idx], np.nan_to_num(target[idx]), mask[idx])
+    test = split[2]
+    if X is not None and test.size:
+        m = mask[test]
+        out["pearson_test"] = mt.pearson(X[test][m], target[test][m])
+    else:
+        out["pearson_test"] = None
+    if ds.W_true is not None:
+        rec = mt.network_recovery(params["W"], ds.W_true, params["alpha"], ds.alpha_true)
+        out.update({"pearson_W": rec["pearson_W"], "pearson_alpha": rec["pearson_alpha"], "auroc": rec["auroc"],
+                    "aupr": rec["aupr"], "sign_accuracy": rec["sign_accuracy"]})
+    else:
+        out.update({"pearson_W": None, "pearson_alpha": None, "auroc": None, "aupr": None, "sign_accuracy": None})
+    for k, v in list(out.items()):
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+    return out
+
+
+def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested=None):
+    """Fit ``dataset`` with the resolved config ``cfg``; write and return the results (see read_fit)."""
+    return Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested).start(resume=resume)
