@@ -1,0 +1,212 @@
+"""Training: optimiser step by hand, config handling, results store, kill/resume and thread determinism, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cellbox_nb.errors import ConfigError
+from cellbox_nb.fit.config import DEFAULTS, load_config_file, resolve
+from cellbox_nb.fit.optim import adam_step, init_moments
+from cellbox_nb.fit.store import read_fit
+
+CLI = [sys.executable, "-m", "cellbox_nb._cli.main"]
+
+
+# -- optimiser ----------------------------------------------------------------------------------------------
+def test_adam_first_step_matches_hand_computation():
+    """Step 1 of Adam moves each entry by lr * g / (|g| + eps) (bias-corrected m/sqrt(v)); tolerance 1e-15."""
+    cfg = resolve({"lr": 0.1})
+    W = np.array([[0.5, -0.2], [0.0, 1.0]])
+    g = {"W": np.array([[0.3, -0.1], [2.0, 0.0]])}
+    m, v = init_moments({"W": W})
+    new, _, _ = adam_step({"W": W}, g, m, v, 1, 0.1, cfg)
+    expected = W - 0.1 * g["W"] / (np.abs(g["W"]) + cfg["eps"])
+    np.testing.assert_allclose(new["W"], expected, rtol=0, atol=1e-15)
+
+
+def test_l1_prox_mask_adamw_and_alpha_projection():
+    cfg = resolve({"optimizer": "adamw", "weight_decay": 0.5, "l1": 1.0, "lr": 0.1})
+    W = np.array([[0.5, 0.05], [-0.5, 0.0]])
+    g = {"W": np.zeros((2, 2)), "alpha": np.array([1.0, -1.0])}
+    m, v = init_moments({"W": W, "alpha": np.array([1e-4, 1.0])})
+    mask = np.array([[True, True], [False, True]])
+    new, _, _ = adam_step({"W": W, "alpha": np.array([1e-4, 1.0])}, g, m, v, 1, 0.1, cfg, mask)
+    # zero gradient: W -> W - lr*wd*W = 0.95 W, then soft threshold by lr*l1 = 0.1
+    np.testing.assert_allclose(new["W"], [[0.375, 0.0], [0.0, 0.0]], atol=1e-15)
+    assert new["alpha"][0] == cfg["alpha_min"]  # projected back to the bound
+
+
+# -- config -------------------------------------------------------------------------------------------------
+def test_unknown_key_names_the_closest_valid_one():
+    with pytest.raises(ConfigError, match="unknown config key 'lerning_rate'.*'lr'|unknown config key 'epoch'.*'epochs'"):
+        resolve({"epoch": 3})
+
+
+@pytest.mark.parametrize("layer, match", [
+    ({"lr": -1}, "lr"), ({"epochs": 0}, "epochs"), ({"loss": "huber"}, "loss"), ({"epochs": "many"}, "epochs"),
+    ({"val_frac": 0.6, "test_frac": 0.5}, "val_frac"), ({"learn_alpha": "maybe"}, "learn_alpha"),
+])
+def test_bad_values(layer, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(layer)
+
+
+@pytest.mark.parametrize("ext, text", [(".yaml", "lr: 0.05\nepochs: 7\n"), (".json", '{"lr": 0.05, "epochs": 7}'),
+                                       (".toml", "lr = 0.05\nepochs = 7\n")])
+def test_config_files(tmp_path, ext, text):
+    p = tmp_path / f"c{ext}"
+    p.write_text(text)
+    cfg = resolve(load_config_file(p))
+    assert cfg["lr"] == 0.05 and cfg["epochs"] == 7 and cfg["loss"] == DEFAULTS["loss"]
+
+
+# -- end to end ---------------------------------------------------------------------------------------------
+def _run(args, env=None, check=True):
+    res = subprocess.run(CLI + args, capture_output=True, text=True, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(res.stderr)
+    return res
+
+
+def _same_fit(a, b):
+    for key in ("final", "best"):
+        for name in a[key]:
+            assert np.array_equal(a[key][name], b[key][name]), (key, name)
+    for col in a["history"]:
+        if col != "wall_s":
+            assert np.array_equal(a["history"][col], b["history"][col]), col
+    assert a["best_epoch"] == b["best_epoch"]
+    for s_a, s_b in zip(a["split"], b["split"]):
+        assert np.array_equal(s_a, s_b)
+
+
+TRAIN_ARGS = ["train", "--network", "LI", "--quiet", "--epochs", "600", "--set", "patience=100000",
+              "--set", "checkpoint_every=25", "--set", "checkpoint_seconds=1e9", "--set", "batch_size=5",
+              "--set", "time_points=3"]
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    """SIGKILL mid-run: the file still opens; --resume ends with bitwise the parameters and history of an
+    uninterrupted run (mini-batches and time sampling on, so the RNG state must be restored too)."""
+    ref = tmp_path / "ref.h5"
+    _run(TRAIN_ARGS + ["--out", str(ref)])
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen(CLI + TRAIN_ARGS + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    rows = 0
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists():
+            try:
+                rows = len(read_fit(out)["history"]["epoch"])
+            except Exception:  # the file is replaced atomically; a failed read would be a bug (checked below)
+                raise
+            if rows >= 100:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 100 <= rows < 600, rows
+    partial = read_fit(out)
+    assert partial["status"] == "running"
+    _run(["train", "--resume", "--out", str(out)] + TRAIN_ARGS[1:])
+    _same_fit(read_fit(ref), read_fit(out))
+
+
+def test_sigterm_writes_checkpoint_and_exits_75(tmp_path):
+    out = tmp_path / "term.h5"
+    args = [a if a != "600" else "200000" for a in TRAIN_ARGS]
+    proc = subprocess.Popen(CLI + args + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not out.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    assert "resume" in err and "Traceback" not in err
+    fit = read_fit(out)
+    assert fit["status"] == "interrupted" and len(fit["history"]["epoch"]) > 0
+
+
+def test_thread_count_does_not_change_the_results_file(tmp_path):
+    fits = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}.h5"
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        _run(["train", "--network", "GSD", "--quiet", "--epochs", "60", "--out", str(out),
+              "--set", "conditions=40"], env=env)
+        fits.append(read_fit(out))
+    _same_fit(*fits)
+    np.testing.assert_array_equal(fits[0]["predictions"], fits[1]["predictions"])
+
+
+def test_train_json_keys_and_store_contents(tmp_path):
+    out = tmp_path / "fit.h5"
+    res = _run(["train", "--network", "LI", "--json", "--epochs", "200", "--out", str(out)])
+    summary = json.loads(res.stdout)
+    for key in ("mae_train", "mae_val", "mae_test", "pearson_test", "pearson_W", "pearson_alpha", "auroc", "aupr",
+                "epochs", "wall_s", "status"):
+        assert key in summary
+    assert summary["pearson_alpha"] is None  # the true alpha of LI is constant
+    fit = read_fit(out)
+    assert fit["status"] == summary["status"]
+    assert fit["predictions"].shape == (30, 5, 7)
+    assert len(fit["history"]["epoch"]) == summary["epochs"]
+    assert fit["nodes"] == fit["dataset"].nodes
+    assert sorted(np.concatenate(fit["split"]).tolist()) == list(range(30))
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--set", "lerning_rate=0.1"], 2, "did you mean"),
+    (["--data", "/nonexistent/data.h5"], 3, "not found"),
+    (["--config", "/nonexistent.yaml"], 2, "cannot read"),
+    (["--network", "NOPE"], 2, "NOPE"),
+])
+def test_cli_errors_are_one_line(tmp_path, args, code, needle):
+    res = _run(["train", "--out", str(tmp_path / "x.h5"), "--epochs", "2"] + args, check=False)
+    assert res.returncode == code, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    out = tmp_path / "fit.h5"
+    out.write_bytes(b"precious")
+    res = _run(["train", "--out", str(out), "--epochs", "2"], check=False)
+    assert res.returncode == 2 and out.read_bytes() == b"precious"
+
+
+def test_mismatched_data_file_is_refused(tmp_path):
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    _run(["simulate", "--network", "LI", "--conditions", "6", "--out", str(bad)])
+    with h5py.File(bad, "r+") as f:
+        del f["U"]
+        f.create_dataset("U", data=np.zeros((6, 5)))
+    res = _run(["train", "--data", str(bad), "--out", str(tmp_path / "f.h5"), "--epochs", "2"], check=False)
+    assert res.returncode == 3 and "U" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_gradcheck_cli_ok_and_catches_a_wrong_gradient():
+    res = _run(["gradcheck", "--network", "GSD", "--seed", "0", "--json"])
+    assert json.loads(res.stdout)["ok"] is True
+    res = _run(["gradcheck", "--network", "LI", "--seed", "0", "--json", "--corrupt", "1e-3"], check=False)
+    assert res.returncode == 4 and json.loads(res.stdout)["ok"] is False
+
+
+def test_cli_runner_smoke():
+    from cellbox_nb._cli.main import cli
+
+    res = CliRunner().invoke(cli, ["train", "--help"])
+    assert res.exit_code == 0 and "--resume" in res.output
