@@ -1,0 +1,106 @@
+"""Reproduce the seed paper's Tables 1 and 2 (Ji et al. 2021) on the ten BEELINE networks.
+
+Setup per network as in CellBox.jl's configs (shared/notes/cellbox-anchors.md section 2): true W = the signed
+adjacency matrix (+-1), alpha 1.0 or 0.2, train/val/test conditions, time points t = 20 k / T, noise sd, at most
+two perturbed nodes (mCAD: one).  Training: MAE loss, Adam with plateau annealing, early stopping on the
+validation loss.  Test MAE is measured against the noise-free test responses.  Three seeds per network (the seed
+drives the data, the split and the initialisation).
+
+Usage:  python bench/paper_tables.py [--networks LI,GSD] [--seeds 0,1,2] [--out results.jsonl] [--markdown FILE]
+Prints one JSON line per fit, then a Markdown table (medians over seeds).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from cellbox_nb.data.dataset import simulate
+from cellbox_nb.data.network import load_network
+from cellbox_nb.fit.config import resolve
+from cellbox_nb.fit.train import train
+
+# name: (T, n_train, n_val, n_test, noise, max_targets)
+SETUP = {
+    "LI": (5, 20, 5, 5, 0.01, 2),
+    "LL": (5, 50, 5, 5, 0.01, 2),
+    "CY": (5, 10, 5, 5, 0.01, 2),
+    "BF": (5, 50, 5, 5, 0.01, 2),
+    "BFC": (10, 30, 5, 5, 0.01, 2),
+    "TF": (10, 20, 5, 5, 0.01, 2),
+    "mCAD": (5, 10, 10, 10, 0.001, 1),
+    "VSC": (5, 20, 5, 5, 0.001, 2),
+    "HSC": (5, 20, 5, 5, 0.001, 2),
+    "GSD": (5, 100, 10, 10, 0.01, 2),
+}
+
+TRAIN = {"loss": "mae", "lr": 0.02, "epochs": 3000, "patience": 200, "schedule": "plateau", "lr_patience": 30,
+         "checkpoint_seconds": 1e9}
+
+
+def run_one(name, seed, extra=None):
+    T, ntr, nva, nte, noise, k = SETUP[name]
+    net = load_network(name)
+    ds = simulate(net, conditions=ntr + nva + nte, times=T, noise=noise, max_targets=k, seed=seed)
+    cfg = resolve(TRAIN, {"n_val": nva, "n_test": nte, "split_seed": seed, "seed": seed}, extra or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = train(ds, cfg, os.path.join(tmp, "fit.h5"))
+        wall = time.perf_counter() - t0
+    m = res["metrics"]
+    return {"network": name, "n": net.n, "edges": int(np.count_nonzero(net.W)), "seed": seed,
+            "conditions": [ntr, nva, nte], "T": T, "noise": noise, "mae_test": m["mae_test"],
+            "mae_train": m["mae_train"], "pearson_W": m["pearson_W"], "auroc": m["auroc"], "aupr": m["aupr"],
+            "sign_accuracy": m["sign_accuracy"], "epochs": m["epochs"], "status": m["status"], "wall_s": wall}
+
+
+def markdown(rows):
+    out = ["| network | n | edges | train/val/test | T | noise | test MAE | Pearson W | AUROC | AUPR | epochs | wall s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in SETUP:
+        rs = [r for r in rows if r["network"] == name]
+        if not rs:
+            continue
+        med = {k: float(np.median([r[k] for r in rs])) for k in ("mae_test", "pearson_W", "auroc", "aupr",
+                                                                 "epochs", "wall_s")}
+        r0 = rs[0]
+        out.append(f"| {name} | {r0['n']} | {r0['edges']} | {'/'.join(map(str, r0['conditions']))} | {r0['T']} | "
+                   f"{r0['noise']:g} | {med['mae_test']:.2e} | {med['pearson_W']:.3f} | {med['auroc']:.3f} | "
+                   f"{med['aupr']:.3f} | {med['epochs']:.0f} | {med['wall_s']:.1f} |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--networks", default=",".join(SETUP))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--set", nargs="*", default=[], help="training config overrides key=value")
+    ap.add_argument("--markdown", default=None, help="also write the Markdown table to this file")
+    args = ap.parse_args()
+    from cellbox_nb.fit.config import parse_set
+
+    extra = parse_set(args.set)
+    rows = []
+    t0 = time.perf_counter()
+    for name in args.networks.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            row = run_one(name, seed, extra)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    total = time.perf_counter() - t0
+    table = markdown(rows)
+    print(json.dumps({"total_wall_s": total, "machine": platform.processor() or platform.machine(),
+                      "cpus": os.cpu_count()}))
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(table + f"\n\nTotal wall time: {total:.0f} s\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
