@@ -210,11 +210,11 @@ def gradcheck(network, seed, conditions, times, loss, directions, rtol, corrupt,
     rng = np.random.default_rng(seed + 1)
     W = net.W + 0.1 * rng.normal(size=net.W.shape)  # away from the truth, so the gradient is not small
     alpha = net.alpha * (1 + 0.05 * rng.normal(size=net.n))
-    grad_fn = None
-    if corrupt:
-        def grad_fn(W_, a_, kind):
-            L, g = cb.loss_and_grad(W_, a_, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=kind, rtol=rtol, atol=rtol)
-            return L, {k: v * (1 + corrupt) for k, v in g.items()}
+    def corrupted(W_, a_, kind):
+        L, g = cb.loss_and_grad(W_, a_, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=kind, rtol=rtol, atol=rtol)
+        return L, {k: v * (1 + corrupt) for k, v in g.items()}
+
+    grad_fn = corrupted if corrupt else None
     res = run_gradcheck(W, alpha, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=loss, directions=directions, seed=seed,
                         rtol=rtol, atol=rtol, grad_fn=grad_fn)
     keys = ("rel_err_fd", "rel_err_fsens", "taylor_slope", "ok")

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ConfigError, InputDataError, NumericalError
 from ._args import check_float, check_int, seed_sequence
 from .design import design_perturbations, observation_times
-from .h5atomic import atomic_h5_write
+from .h5atomic import atomic_h5_write, open_for_reading
 from .network import Network, load_network
 
 KIND = "cellbox-nb dataset"
@@ -257,8 +257,6 @@ def write_dataset(path, ds: Dataset, *, overwrite: bool = False) -> None:
     InputDataError
         ``ds.meta`` is not JSON-serialisable.
     """
-    import h5py
-
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -313,21 +311,7 @@ def read_dataset(path) -> Dataset:
         format_version, a missing dataset, bad meta JSON, or a Dataset validation failure (shapes,
         non-finite values, names).
     """
-    import h5py
-
-    path = os.fspath(path)
-
-    def fail(problem: str):
-        raise InputDataError(f"dataset file '{path}': {problem}")
-
-    if not os.path.isfile(path):
-        fail("not found")
-    if not h5py.is_hdf5(path):
-        fail("not an HDF5 file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        fail(f"cannot be opened as HDF5 ({' '.join(str(exc).split())})")
+    f, fail = open_for_reading(path, "dataset file")
     with f:
         kind = f.attrs.get("kind")
         if isinstance(kind, bytes):

@@ -28,3 +28,27 @@ def atomic_h5_write(path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def open_for_reading(path, label):
+    """Open an HDF5 file read-only, or raise InputDataError '<label> '<path>': <problem>' (one line).
+
+    Returns ``(file, fail)`` where ``fail(problem)`` raises the same kind of one-line error for later checks.
+    """
+    import h5py
+
+    from ..errors import InputDataError
+
+    path = os.fspath(path)
+
+    def fail(problem):
+        raise InputDataError(f"{label} '{path}': {problem}")
+
+    if not os.path.isfile(path):
+        fail("not found")
+    if not h5py.is_hdf5(path):
+        fail("not an HDF5 file")
+    try:
+        return h5py.File(path, "r"), fail
+    except OSError as exc:
+        fail(f"cannot be opened as HDF5 ({' '.join(str(exc).split())})")

@@ -25,14 +25,12 @@ shared between writers; a second process may open it read-only at any time (it s
 """
 
 import json
-import os
 import time
 
 import numpy as np
 
 from ..data.dataset import read_arrays, write_arrays
-from ..data.h5atomic import atomic_h5_write
-from ..errors import InputDataError
+from ..data.h5atomic import atomic_h5_write, open_for_reading
 
 KIND = "cellbox-nb fit"
 FORMAT_VERSION = 1
@@ -93,21 +91,7 @@ def read_fit(path, *, with_checkpoint=False):
     final and best (dicts W, alpha, d), best_epoch, nodes, predictions (or None), metrics (dict or None),
     and with ``with_checkpoint`` the checkpoint dict.  Raises InputDataError (one line) on a bad file.
     """
-    import h5py
-
-    path = os.fspath(path)
-
-    def fail(problem):
-        raise InputDataError(f"results file '{path}': {problem}")
-
-    if not os.path.isfile(path):
-        fail("not found")
-    if not h5py.is_hdf5(path):
-        fail("not an HDF5 file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        fail(f"cannot be opened ({' '.join(str(exc).split())})")
+    f, fail = open_for_reading(path, "results file")
     with f:
         if f.attrs.get("kind") != KIND:
             fail(f"not a cellbox-nb fit (attribute kind is {f.attrs.get('kind')!r})")
