@@ -61,6 +61,7 @@ SCHEMA = {
     "ma_window": (5, "int+", "moving-average window of the validation loss"),
     "min_delta": (0.0, "float0", "relative improvement needed to count as better"),
     "seed": (0, "int0", "seed of the initialisation and batch order"),
+    "backend": ("cpu", ("cpu", "cuda"), "compute backend of the solver and gradient"),
     "rtol": (1e-6, "float+", "solver relative tolerance during training"),
     "atol": (1e-8, "float+", "solver absolute tolerance during training"),
     "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),

@@ -174,7 +174,8 @@ class Trainer:
         p = st.params
         try:
             L, g = loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
-                                 rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask)
+                                 rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask,
+                                 backend=cfg["backend"])
         except SolveError:
             return math.nan, None
         keys = self._free_keys()
@@ -188,7 +189,7 @@ class Trainer:
             return math.nan
         try:
             X = solve(params["W"], params["alpha"], self.ds.U[idx], self.ds.t, rtol=self.cfg["rtol"],
-                      atol=self.cfg["atol"], decay=params["d"])
+                      atol=self.cfg["atol"], decay=params["d"], backend=self.cfg["backend"])
         except SolveError:
             return math.nan
         return _loss_value(X, np.nan_to_num(self.ds.Y[idx]), self.mask[idx], self.cfg["loss"])
@@ -290,7 +291,7 @@ class Trainer:
         best = st.best
         try:
             X = solve(best["W"], best["alpha"], self.ds.U, self.ds.t, rtol=self.cfg["rtol"], atol=self.cfg["atol"],
-                      decay=best["d"], on_failure="nan")
+                      decay=best["d"], on_failure="nan", backend=self.cfg["backend"])
         except SolveError:  # pragma: no cover - on_failure="nan" does not raise
             X = None
         metrics = evaluate(self.ds, self.split, best, X, self.cfg["loss"])
