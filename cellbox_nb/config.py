@@ -19,3 +19,5 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 # Gradient accumulators: conditions are grouped into fixed chunks (depending only on M and n, never on the
 # thread count), each chunk sums its conditions in order, then chunks are summed in order.
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
+CUDA_TPB = 128  # threads per block of the elementwise CUDA kernels
+CUDA_TILE = 16  # tile edge of the shared-memory matrix-product kernel (TILE x TILE threads per block)

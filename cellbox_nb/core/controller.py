@@ -9,16 +9,20 @@ step sequences comparable with scipy's.  The error norm is the RMS of the error 
 err_i / (atol + rtol * max(|y_i|, |y_new_i|)).
 """
 
-import numpy as np
+import math
 
 from .._jit import kernel
 from ..config import MAX_FACTOR, MIN_FACTOR, MIN_STEP_ULPS, SAFETY
 
 ERROR_EXPONENT = -1.0 / 5.0  # -1 / (order of the error estimate + 1), Tsit5's embedded method has order 4
+EPS = 2.220446049250313e-16  # float64 machine epsilon
+TINY = 5e-324  # smallest positive float64
+
+# The functions below are plain Python on scalars and 1-D arrays (no decorators): ``kernel`` compiles them for the
+# CPU here, and cellbox_nb.cuda compiles the same functions as CUDA device functions.
 
 
-@kernel
-def rms_error_norm(err, y0, y1, rtol, atol):
+def rms_error_norm_py(err, y0, y1, rtol, atol):
     """RMS of err / (atol + rtol * max(|y0|, |y1|)) over the n components; NaN propagates."""
     n = err.shape[0]
     acc = 0.0
@@ -26,13 +30,12 @@ def rms_error_norm(err, y0, y1, rtol, atol):
         sc = atol + rtol * max(abs(y0[i]), abs(y1[i]))
         e = err[i] / sc
         acc += e * e
-    return np.sqrt(acc / n) if n > 0 else 0.0
+    return math.sqrt(acc / n) if n > 0 else 0.0
 
 
-@kernel
-def step_factor(err_norm, err_prev, rejected_last, accept, beta):
+def step_factor_py(err_norm, err_prev, rejected_last, accept, beta):
     """Factor for the next step size given the scaled error of this one (err_norm <= 1 means accept)."""
-    if not np.isfinite(err_norm):
+    if not math.isfinite(err_norm):
         return MIN_FACTOR
     if err_norm == 0.0:
         factor = MAX_FACTOR
@@ -49,7 +52,11 @@ def step_factor(err_norm, err_prev, rejected_last, accept, beta):
     return factor
 
 
-@kernel
-def min_step(t):
-    """Smallest resolvable step at time t (MIN_STEP_ULPS units in the last place)."""
-    return MIN_STEP_ULPS * (np.nextafter(abs(t), np.inf) - abs(t))
+def min_step_py(t):
+    """Smallest resolvable step at time t: MIN_STEP_ULPS times eps * |t| (between 1 and 2 ulps of t)."""
+    return MIN_STEP_ULPS * max(abs(t) * EPS, TINY)
+
+
+rms_error_norm = kernel(rms_error_norm_py)
+step_factor = kernel(step_factor_py)
+min_step = kernel(min_step_py)

@@ -225,11 +225,13 @@ def fixed_step_solve(W, alpha, d, u, t_end, nsteps):
     return x
 
 
-@kernel
-def dense_weights(theta, w):
-    """Tsit5 dense-output weights b_i(theta), i = 1..7, into w (7,)."""
+def dense_weights_py(theta, w):
+    """Tsit5 dense-output weights b_i(theta), i = 1..7, into w (7,) (plain Python: compiled for CPU and CUDA)."""
     for s in range(NSTAGE):
         w[s] = theta * (R[s, 0] + theta * (R[s, 1] + theta * (R[s, 2] + theta * R[s, 3])))
+
+
+dense_weights = kernel(dense_weights_py)
 
 
 @kernel
