@@ -170,7 +170,9 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     Y : (M, T, n) data; entries where ``mask`` is False are ignored (they may be NaN).
     mask : (M, T, n) bool, True where Y is observed (default: all observed; Y must then be finite).
     loss : "mae" or "mse".
-    adjoint_rtol, adjoint_atol : tolerances of the backward pass (default: rtol, atol).
+    adjoint_rtol, adjoint_atol : tolerances of the backward pass (default: rtol, and per condition
+        adjoint_rtol * max |dl/dx(t_k)|, the scale of the adjoint, so the gradient's relative accuracy is about
+        adjoint_rtol).
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition.
     full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 6): forward accepted,
@@ -187,7 +189,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     T = t.shape[0]
     rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
     artol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
-    aatol = atol if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
+    aatol = -1.0 if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
     if loss not in LOSSES:
         raise ConfigError(f"loss: must be one of {', '.join(LOSSES)}, got {loss!r}")
     if mask is None:

@@ -168,6 +168,12 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
     ok = status == st.SUCCESS
     loss_c = np.where(ok, loss_c, 0.0)
     dl[~ok] = 0.0
+    if aatol > 0:
+        aatol_c = np.full(M, aatol)
+    else:  # as core.adjoint.adjoint_atol
+        big = np.abs(dl).max(axis=(1, 2))
+        aatol_c = np.where(big > 0, artol * big, artol)
+    daatol = cuda.to_device(aatol_c)
     # ---- backward, all conditions in lockstep iterations -------------------------------------------------
     dt, dx, dk, nst, dt_obs = fwd["dt"], fwd["dx"], fwd["dk"], fwd["nst"], fwd["dt_obs"]
     ddl = _to_dev(dl, dtype)
@@ -212,7 +218,7 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
             L.elem("adj_stage_lam", lam, KL, hs, s, LS)
             stage(s)
         L.elem("error_estimate", KL, hs, ERR)
-        L.cond("adj_control", active, ERR, LS, lam, artol, aatol, beta, t, h, hs, hit, seg, dt_obs, nacc, nrej,
+        L.cond("adj_control", active, ERR, LS, lam, artol, daatol, beta, t, h, hs, hit, seg, dt_obs, nacc, nrej,
                n_fev, rejected_last, err_prev, accepted, weight, jump, nonfinite)
         L.elem("adj_weighted_stages", accepted, weight, GS, LS, TH, XS, GSW, GA, GD)
         # dL/dW += sum_s GSW[s]^T XS[s]: one product with the stages stacked along the inner dimension

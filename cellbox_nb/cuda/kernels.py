@@ -329,7 +329,7 @@ def build(tile, tpb, dtype=np.float64):
             if not active[c]:
                 return
             n_fev[c] += NSTAGE - 1
-            en = rms_error_norm(ERR[c], lam[c], LS[NSTAGE - 1, c], rtol, atol)
+            en = rms_error_norm(ERR[c], lam[c], LS[NSTAGE - 1, c], rtol, atol[c])
             accept = en <= 1.0
             factor = step_factor(en, err_prev[c], rejected_last[c], accept, beta)
             if not accept:
