@@ -112,7 +112,8 @@ def _backend(backend):
 
 
 def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL, backend="cpu", decay=None,
-          max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0, on_failure="raise", full_output=False, **options):
+          max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0, on_failure="raise", full_output=False,
+          precision="float64", **options):
     """Integrate dx/dt = alpha * tanh(W x - u) - decay * x, x(0) = 0, for every condition u (row of U).
 
     Parameters
@@ -127,6 +128,8 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
     on_failure : "raise" (SolveError, exit code 4 on the CLI) or "nan" (failed conditions are NaN).
     full_output : also return a dict with per-condition ``status`` and ``stats``
         (accepted steps, rejected steps, right-hand-side evaluations).
+    precision : "float64", or "float32" on the cuda backend (state and products in single precision, step
+        control in double; use rtol >= 1e-5).
 
     Returns
     -------
@@ -140,14 +143,24 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
     if _backend(backend) == "cuda":
         from .cuda import solve_cuda
 
-        X, status, stats = solve_cuda(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
+        X, status, stats = solve_cuda(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta,
+                                      dtype=_precision(precision, backend))
     else:
+        _precision(precision, backend)
         X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
     if on_failure == "raise" and np.any(status != st.SUCCESS):
         raise SolveError(f"solve failed: {st.describe(status)}", status)
     if full_output:
         return X, {"status": status, "stats": stats}
     return X
+
+
+def _precision(precision, backend):
+    if precision not in ("float64", "float32"):
+        raise ConfigError(f"precision: must be 'float64' or 'float32', got {precision!r}")
+    if precision == "float32" and backend != "cuda":
+        raise ConfigError("precision: 'float32' is available on the cuda backend only")
+    return np.float32 if precision == "float32" else np.float64
 
 
 def _grad_chunks(M, n):
@@ -158,7 +171,7 @@ def _grad_chunks(M, n):
 def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,
                   atol=config.DEFAULT_ATOL, backend="cpu", decay=None, adjoint_rtol=None, adjoint_atol=None,
                   w_mask=None, max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0,
-                  max_dense_bytes=config.MAX_DENSE_BYTES, full_output=False, **options):
+                  max_dense_bytes=config.MAX_DENSE_BYTES, full_output=False, precision="float64", **options):
     """Loss between the model's x(t_k) and data Y, and its gradient by the continuous adjoint.
 
     The loss is the mean over observed entries of |x - y| ("mae") or (x - y)**2 ("mse"), with no
@@ -175,6 +188,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         adjoint_rtol).
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition.
+    precision : as in :func:`solve`.
     full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 6): forward accepted,
         rejected, RHS evaluations, then the same for the backward pass.
 
@@ -220,8 +234,10 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         from .cuda import loss_grad_cuda
 
         loss_c, gW, galpha, gd, X, status, stats = loss_grad_cuda(
-            W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
+            W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,
+            max_dense_steps=max_dense_steps, dtype=_precision(precision, backend))
     else:
+        _precision(precision, backend)
         n_chunks = _grad_chunks(M, n)
         loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
             W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,

@@ -1,0 +1,83 @@
+"""CUDA backend against the CPU backend (run under NUMBA_ENABLE_CUDASIM=1 in CI; skipped without CUDA).
+
+Tiny blocks (4 threads, 4 x 4 tiles) with n = 5 and M = 5 leave partial blocks in every kernel.  The backend
+runs the CPU algorithm (same controller, same step sequence), so the results agree to rounding: tolerance
+1e-10 relative; the step counts are compared exactly.
+"""
+
+import numpy as np
+import pytest
+
+from numba import cuda
+
+if not cuda.is_available():
+    pytest.skip("CUDA is not available (set NUMBA_ENABLE_CUDASIM=1 to run these tests on the simulator)",
+                allow_module_level=True)
+
+import cellbox_nb as cb  # noqa: E402
+from cellbox_nb import config  # noqa: E402
+from conftest import random_problem  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def tiny_blocks(monkeypatch):
+    monkeypatch.setattr(config, "CUDA_TPB", 4)
+    monkeypatch.setattr(config, "CUDA_TILE", 4)
+
+
+def _problem():
+    # short horizon and two observation times keep the simulator fast
+    W, alpha, U, _ = random_problem(5, 5, seed=4)
+    return W, alpha, U, np.array([0.7, 1.5])
+
+
+def _rel(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+def test_forward_matches_cpu():
+    W, alpha, U, t = _problem()
+    Xc, ic = cb.solve(W, alpha, U, t, full_output=True)
+    Xg, ig = cb.solve(W, alpha, U, t, backend="cuda", full_output=True)
+    assert _rel(Xg, Xc) <= 1e-10
+    np.testing.assert_array_equal(ig["stats"], ic["stats"])
+    np.testing.assert_array_equal(ig["status"], ic["status"])
+
+
+def test_loss_and_gradient_match_cpu():
+    W, alpha, U, t = _problem()
+    Y = cb.solve(W * 0.9, alpha, U, t) + 0.01
+    mask = np.ones(Y.shape, dtype=bool)
+    mask[1, 0, 2] = False
+    Lc, gc, ic = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, full_output=True)
+    Lg, gg, ig = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, backend="cuda", full_output=True)
+    assert abs(Lg - Lc) <= 1e-10 * abs(Lc)
+    for key in ("W", "alpha", "d"):
+        assert _rel(gg[key], gc[key]) <= 1e-10, key
+    np.testing.assert_array_equal(ig["stats"], ic["stats"])
+
+
+def test_failure_status_matches_cpu():
+    W, alpha, U, t = _problem()
+    stiff = np.full(5, 1e5)
+    _, ic = cb.solve(W, alpha, U, t, decay=stiff, max_steps=8, on_failure="nan", full_output=True)
+    _, ig = cb.solve(W, alpha, U, t, decay=stiff, max_steps=8, on_failure="nan", backend="cuda", full_output=True)
+    np.testing.assert_array_equal(ig["status"], ic["status"])
+    assert np.all(ic["status"] != 0)
+
+
+def test_gemm_kernel_partial_tiles():
+    """The tiled product against numpy for shapes that are not multiples of the tile, all transpose flags."""
+    from cellbox_nb.cuda.kernels import build
+
+    k = build(4, 4)
+    rng = np.random.default_rng(0)
+    for ta in (0, 1):
+        for tb in (0, 1):
+            A = rng.normal(size=(6, 5) if not ta else (5, 6))
+            B = rng.normal(size=(5, 7) if not tb else (7, 5))
+            C0 = rng.normal(size=(6, 7))
+            dC = cuda.to_device(C0)
+            k["gemm"][(2, 2), (4, 4)](cuda.to_device(A), cuda.to_device(B), dC, ta, tb, 0.5)
+            ref = (A.T if ta else A) @ (B.T if tb else B) + 0.5 * C0
+            np.testing.assert_allclose(dC.copy_to_host(), ref, rtol=1e-13, atol=1e-13)
