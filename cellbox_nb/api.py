@@ -228,7 +228,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
-    max_dense_steps = max(1, int(max_dense_bytes // (8 * (NSTAGE + 1) * n + 16)))
+    max_dense_steps = max(1, int(max_dense_bytes // (8 * (2 * NSTAGE + 2) * n + 16)))
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
     if _backend(backend) == "cuda":
         from .cuda import loss_grad_cuda

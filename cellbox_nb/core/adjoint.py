@@ -24,8 +24,8 @@ from numba import prange
 from .._jit import driver, kernel
 from . import status as st
 from .controller import min_step, rms_error_norm, step_factor
-from .forward import NSTAGE, dense_eval, forward_one
-from .rhs import adjoint_rhs
+from .forward import NSTAGE, dense_eval_xz, forward_one
+from .rhs import adjoint_rhs_z
 from .tableau import A, B, C, E
 
 LOSS_MAE = 0
@@ -86,14 +86,15 @@ def _locate(dt, n_st, p, t):
 
 
 @kernel
-def backward_one(W, WT, alpha, d, u, t_obs, dl, rtol, atol, h_init, max_steps, beta,
-                 dt, dx, dk, n_st, gW, galpha, gd):
+def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
+                 dt, dx, dk, dz, n_st, gW, galpha, gd):
     """Integrate lam from t_T back to 0 and add this condition's parameter integrals to gW, galpha, gd.
 
-    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dk, n_st : the forward dense store.  gW (n, n), galpha, gd (n,) are
+    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dk, dz, n_st : the forward dense store (x and z = W x - u are both
+    interpolated from it, so a stage costs one product, W^T g, plus the quadrature).  gW (n, n), galpha, gd (n,) are
     accumulated into (+=).  Returns status, n_accepted, n_rejected, n_fev.
     """
-    n = u.shape[0]
+    n = dl.shape[1]
     T = t_obs.shape[0]
     lam = np.zeros(n)
     LS = np.empty((NSTAGE, n))   # stage values of lam
@@ -118,8 +119,8 @@ def backward_one(W, WT, alpha, d, u, t_obs, dl, rtol, atol, h_init, max_steps, b
             lam[i] += dl[k, i]
             LS[0, i] = lam[i]
         p = _locate(dt, n_st, p, t)
-        dense_eval(dt, dx, dk, p, t, w, XS[0])
-        adjoint_rhs(W, WT, alpha, d, u, XS[0], LS[0], z, TH[0], GS[0], KL[0])
+        dense_eval_xz(dt, dx, dk, dz, p, t, w, XS[0], z)
+        adjoint_rhs_z(W, alpha, d, z, LS[0], TH[0], GS[0], KL[0])
         nfev += 1
         t_stop = t_obs[k - 1] if k > 0 else 0.0
         rejected_last = False
@@ -139,8 +140,8 @@ def backward_one(W, WT, alpha, d, u, t_obs, dl, rtol, atol, h_init, max_steps, b
                     LS[s, i] = lam[i] + h_step * acc
                 ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
                 p = _locate(dt, n_st, p, ts)
-                dense_eval(dt, dx, dk, p, ts, w, XS[s])
-                adjoint_rhs(W, WT, alpha, d, u, XS[s], LS[s], z, TH[s], GS[s], KL[s])
+                dense_eval_xz(dt, dx, dk, dz, p, ts, w, XS[s], z)
+                adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
             nfev += NSTAGE - 1
             for i in range(n):
                 acc = 0.0
@@ -226,13 +227,15 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
         dt = np.empty(dense_init + 1)
         dx = np.empty((dense_init, n))
         dk = np.empty((dense_init, NSTAGE, n))
+        dz = np.empty((dense_init, NSTAGE + 1, n))
         dl = np.empty((T, n))
         for c in range(c_lo, c_hi):
             res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                              True, dt, dx, dk, max_dense_steps)
+                              True, dt, dx, dk, dz, max_dense_steps)
             dt = res[6]
             dx = res[7]
             dk = res[8]
+            dz = res[9]
             stats[c, 0] = res[1]
             stats[c, 1] = res[2]
             stats[c, 2] = res[3]
@@ -240,9 +243,8 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
                 status[c] = res[0]
                 continue
             loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
-            bres = backward_one(W, WT, alpha, d, U[c], t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
-                                max_steps, beta,
-                                dt, dx, dk, res[4], gW[ch], galpha[ch], gd[ch])
+            bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
+                                max_steps, beta, dt, dx, dk, dz, res[4], gW[ch], galpha[ch], gd[ch])
             status[c] = bres[0]
             stats[c, 3] = bres[1]
             stats[c, 4] = bres[2]

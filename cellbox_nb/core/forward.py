@@ -12,18 +12,18 @@ from numba import prange
 from .._jit import driver, kernel
 from . import status as st
 from .controller import min_step, rms_error_norm, step_factor
-from .rhs import rhs
+from .rhs import matvec_minus, rhs
 from .tableau import A, E, R
 
 NSTAGE = 7
 
 
 @kernel
-def tsit5_step(WT, alpha, d, u, x, h, K, xs, z, err):
-    """One Tsit5 step of size h from x, with K[0] = f(x) on entry (FSAL).
+def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
+    """One Tsit5 step of size h from x, with K[0] = f(x) and Zb[0] = W x - u on entry (FSAL).
 
-    Fills K[1..6] (K (7, n)), leaves the new state in xs (n,) and K[6] = f(xs), writes the error estimate
-    h * sum E_i k_i into err (n,).  z (n,) is scratch.
+    Fills K[1..6] (K (7, n)) and the stage arguments Zb[1..6] = W X_s - u (Zb (7, n)), leaves the new state in
+    xs (n,), K[6] = f(xs) and Zb[6] = W xs - u, writes the error estimate h * sum E_i k_i into err (n,).
     """
     n = x.shape[0]
     for s in range(1, NSTAGE):
@@ -32,12 +32,28 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, z, err):
             for j in range(s):
                 acc += A[s, j] * K[j, i]
             xs[i] = x[i] + h * acc
-        rhs(WT, alpha, d, u, xs, z, K[s])
+        rhs(WT, alpha, d, u, xs, Zb[s], K[s])
     for i in range(n):
         acc = 0.0
         for j in range(NSTAGE):
             acc += E[j] * K[j, i]
         err[i] = h * acc
+
+
+@kernel
+def stage_products(Zb, h, out):
+    """W k_i for i = 1..6 from the stage arguments of one step, without a matrix product.
+
+    Zb[s] - Zb[0] = h * sum_{j<s} A[s, j] (W k_j), a lower-triangular system solved by forward substitution;
+    writes out[0..5] (out (7, n); out[6] = W k_7 is the next step's W k_1 and is filled by the caller).
+    """
+    n = Zb.shape[1]
+    for s in range(1, NSTAGE):
+        for i in range(n):
+            v = (Zb[s, i] - Zb[0, i]) / h
+            for j in range(s - 1):
+                v -= A[s, j] * out[j, i]
+            out[s - 1, i] = v / A[s, s - 1]
 
 
 @kernel
@@ -70,22 +86,24 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
 
 
 @kernel
-def _grow(dt, dx, dk, cap):
+def _grow(dt, dx, dk, dz, cap):
     """Copy the dense store into arrays of capacity `cap` steps."""
     n = dx.shape[1]
     ndt = np.empty(cap + 1)
     ndx = np.empty((cap, n))
     ndk = np.empty((cap, NSTAGE, n))
+    ndz = np.empty((cap, NSTAGE + 1, n))
     m = dx.shape[0]
     ndt[: m + 1] = dt[: m + 1]
     ndx[:m] = dx
     ndk[:m] = dk
-    return ndt, ndx, ndk
+    ndz[:m] = dz
+    return ndt, ndx, ndk, ndz
 
 
 @kernel
 def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xobs,
-                store, dt, dx, dk, max_dense_steps):
+                store, dt, dx, dk, dz, max_dense_steps):
     """Integrate one condition from x(0) = 0 through t_obs.
 
     Parameters
@@ -93,29 +111,31 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     WT : (n, n) W transposed, C-contiguous.   alpha, d, u : (n,).   t_obs : (T,) strictly increasing, > 0.
     h_init : first step (<= 0: Hairer's rule).   max_steps : attempted-step limit.   beta : PI coefficient.
     xobs : (T, n) output, x(t_k); rows not reached are NaN.
-    store : keep the dense trajectory in (dt, dx, dk), grown as needed up to max_dense_steps steps.
+    store : keep the dense trajectory in (dt, dx, dk, dz), grown as needed up to max_dense_steps steps:
+        step p spans [dt[p], dt[p+1]], starts at x = dx[p], has stage derivatives dk[p] (7, n), and
+        dz[p] (8, n) = [W x - u, W k_1, ..., W k_7], so that z = W x(t) - u interpolates like x (no product).
 
     Returns
     -------
-    status, n_accepted, n_rejected, n_fev, n_stored, h_next, dt (S+1,), dx (S, n), dk (S, 7, n)
+    status, n_accepted, n_rejected, n_fev, n_stored, h_next, dt (S+1,), dx (S, n), dk (S, 7, n), dz (S, 8, n)
     """
     n = u.shape[0]
     T = t_obs.shape[0]
     x = np.zeros(n)
     K = np.empty((NSTAGE, n))
     xs = np.empty(n)
-    z = np.empty(n)
+    Zb = np.empty((NSTAGE, n))
     err = np.empty(n)
     for k in range(T):
         for i in range(n):
             xobs[k, i] = np.nan
     t = 0.0
-    rhs(WT, alpha, d, u, x, z, K[0])
+    rhs(WT, alpha, d, u, x, Zb[0], K[0])
     nfev = 1
     if h_init > 0.0:
         h = min(h_init, t_obs[0])
     else:
-        h = initial_step(WT, alpha, d, u, x, K[0], t_obs[0], rtol, atol, xs, err, z)
+        h = initial_step(WT, alpha, d, u, x, K[0], t_obs[0], rtol, atol, xs, err, Zb[1])
         nfev += 1
     status = st.SUCCESS
     n_acc = 0
@@ -136,7 +156,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         t_target = t_obs[k_obs]
         hit = t + h >= t_target
         h_step = t_target - t if hit else h
-        tsit5_step(WT, alpha, d, u, x, h_step, K, xs, z, err)
+        tsit5_step(WT, alpha, d, u, x, h_step, K, xs, Zb, err)
         nfev += NSTAGE - 1
         en = rms_error_norm(err, x, xs, rtol, atol)
         accept = en <= 1.0
@@ -152,14 +172,19 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                 if n_st >= max_dense_steps:
                     status = st.DENSE_OVERFLOW
                     break
-                dt, dx, dk = _grow(dt, dx, dk, min(2 * n_st, max_dense_steps))
+                dt, dx, dk, dz = _grow(dt, dx, dk, dz, min(2 * n_st, max_dense_steps))
             dx[n_st] = x
             dk[n_st] = K
+            dz[n_st, 0] = Zb[0]
+            stage_products(Zb, h_step, dz[n_st, 1:])
+            if n_st > 0:
+                dz[n_st - 1, NSTAGE] = dz[n_st, 1]  # W k_7 of the previous step is this step's W k_1 (FSAL)
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
         x[:] = xs
         K[0] = K[NSTAGE - 1]
+        Zb[0] = Zb[NSTAGE - 1]
         n_acc += 1
         rejected_last = False
         err_prev = max(en, 1e-4)
@@ -177,7 +202,12 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         if not finite:
             status = st.NONFINITE
             break
-    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk
+    if store and n_st > 0 and status == st.SUCCESS:
+        # W k_7 of the last step, k_7 = f(x(t_T)) = K[0]: one product
+        for i in range(n):
+            err[i] = 0.0
+        matvec_minus(WT, K[0], err, dz[n_st - 1, NSTAGE])
+    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk, dz
 
 
 @driver
@@ -197,8 +227,9 @@ def solve_batch(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta):
         dt = np.empty(1)
         dx = np.empty((0, n))
         dk = np.empty((0, NSTAGE, n))
+        dz = np.empty((0, NSTAGE + 1, n))
         res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                          False, dt, dx, dk, 0)
+                          False, dt, dx, dk, dz, 0)
         status[c] = res[0]
         stats[c, 0] = res[1]
         stats[c, 1] = res[2]
@@ -214,14 +245,15 @@ def fixed_step_solve(W, alpha, d, u, t_end, nsteps):
     x = np.zeros(n)
     K = np.empty((NSTAGE, n))
     xs = np.empty(n)
-    z = np.empty(n)
+    Zb = np.empty((NSTAGE, n))
     err = np.empty(n)
     h = t_end / nsteps
-    rhs(WT, alpha, d, u, x, z, K[0])
+    rhs(WT, alpha, d, u, x, Zb[0], K[0])
     for _ in range(nsteps):
-        tsit5_step(WT, alpha, d, u, x, h, K, xs, z, err)
+        tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err)
         x[:] = xs
         K[0] = K[NSTAGE - 1]
+        Zb[0] = Zb[NSTAGE - 1]
     return x
 
 
@@ -248,3 +280,19 @@ def dense_eval(dt, dx, dk, p, t, w, out):
         for s in range(NSTAGE):
             acc += w[s] * dk[p, s, i]
         out[i] = dx[p, i] + h * acc
+
+
+@kernel
+def dense_eval_xz(dt, dx, dk, dz, p, t, w, x_out, z_out):
+    """x(t) and z(t) = W x(t) - u from stored step p, with the same weights (z from the stored W k_i)."""
+    h = dt[p + 1] - dt[p]
+    dense_weights((t - dt[p]) / h, w)
+    n = x_out.shape[0]
+    for i in range(n):
+        ax = 0.0
+        az = 0.0
+        for s in range(NSTAGE):
+            ax += w[s] * dk[p, s, i]
+            az += w[s] * dz[p, s + 1, i]
+        x_out[i] = dx[p, i] + h * ax
+        z_out[i] = dz[p, 0, i] + h * az

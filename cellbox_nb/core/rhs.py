@@ -64,3 +64,16 @@ def adjoint_rhs(W, WT, alpha, d, u, x, lam, z, th, g, out):
     rmatvec(W, g, out)
     for i in range(n):
         out[i] -= d[i] * lam[i]
+
+
+@kernel
+def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
+    """As :func:`adjoint_rhs` with z = W x - u given (interpolated from the forward pass): no W x product."""
+    n = z.shape[0]
+    for i in range(n):
+        ti = np.tanh(z[i])
+        th[i] = ti
+        g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
+    rmatvec(W, g, out)
+    for i in range(n):
+        out[i] -= d[i] * lam[i]
