@@ -17,16 +17,26 @@ SCHEMA = {
     "network": ("LI", "str", "network to simulate when no data file is given (built-in name, CSV, random:N)"),
     "conditions": (30, "int+", "number of simulated conditions"),
     "times": (5, "int+", "number of observation times t_k = tfinal k / T"),
-    "tfinal": (20.0, "float+", "last observation time"),
+    "tfinal": (20.0, "float+", "last observation time (simulated data; the observation time of steady-state "
+                               "CellBox data, default 20 = CellBox's nT*dT)"),
     "noise": (0.01, "float0", "sd of additive Gaussian noise on simulated data (test targets stay clean)"),
     "max_targets": (2, "int+", "at most this many nodes perturbed per simulated condition"),
     "data_seed": (0, "int0", "seed of the simulated data"),
+    # node roles of real data (CellBox order: proteins, phenotypes, then drug-activity nodes); None = from the data
+    "n_protein_nodes": (None, "int0?", "number of protein nodes (the first ones); None = as the data records"),
+    "n_phenotype_nodes": (None, "int0?", "number of phenotype nodes (after the proteins; the rest are "
+                                         "drug-activity nodes); None = as the data records"),
     # split
     "val_frac": (1 / 6, "frac", "fraction of conditions for validation (ignored when n_val is set)"),
     "test_frac": (1 / 6, "frac", "fraction of conditions for testing (ignored when n_test is set)"),
     "n_val": (None, "int0?", "number of validation conditions"),
     "n_test": (None, "int0?", "number of test conditions"),
     "split_seed": (0, "int0", "seed of the random train/val/test split"),
+    "partition": ("random", ("random", "loo", "loo_with_singles", "single_to_combo"),
+                  "test set: random, leave one drug out (loo), loo keeping the drug's singles in training "
+                  "(loo_with_singles), or all combinations (single_to_combo); see cellbox_nb/fit/splits.py"),
+    "drug": (None, "name_or_index?", "left-out drug of the loo partitions: node name (e.g. aMEK) or 0-based "
+                                     "index in the list of perturbed nodes"),
     # model
     "loss": ("mae", ("mae", "mse"), "training loss on observed entries"),
     "learn_alpha": (True, "bool", "learn alpha (else keep init_alpha)"),
@@ -34,6 +44,9 @@ SCHEMA = {
     "alpha_min": (1e-3, "float+", "lower bound of alpha when positive_alpha"),
     "learn_decay": (False, "bool", "learn the decay d (else d = 1)"),
     "no_self_loops": (False, "bool", "fix the diagonal of W at zero"),
+    "cellbox_masks": (False, "bool", "CellBox's W mask: no self-loops, no input to drug-activity nodes, no "
+                                     "output from phenotype nodes, no direct activity -> phenotype edges "
+                                     "(needs node roles)"),
     "init": ("zeros", ("zeros", "random"), "initial W: zeros, or N(0, init_scale) entries"),
     "init_scale": (0.01, "float0", "sd of the random initial W"),
     "init_alpha": (0.5, "float+", "initial alpha (all nodes)"),
@@ -89,6 +102,14 @@ def _coerce(key, value):
         if optional:
             return None
         raise ConfigError(f"config key '{key}': a value is required")
+    if base == "name_or_index":  # a name, or a non-negative integer index (digit strings too)
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"config key '{key}': must be a name or a non-negative integer index, got {value!r}")
     if base == "str":
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}': must be a string, got {value!r}")
