@@ -26,7 +26,8 @@ from ..api import SolveError, loss_and_grad, solve
 from ..errors import ConfigError, Interrupted, NumericalError
 from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
-from .splits import random_split
+from .masks import apply_node_roles, build_w_mask
+from .splits import make_split, partition_info
 from .store import read_fit, write_fit
 
 FINAL_STATUSES = ("finished", "early_stopped")
@@ -102,15 +103,13 @@ class Trainer:
 
     def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None):
         dataset.validate()
+        dataset = apply_node_roles(cfg, dataset)
         self.ds = dataset
         self.cfg = cfg
         self.out = os.fspath(out_path)
         self.progress = progress
         self.stop_requested = stop_requested or (lambda: None)
-        n = dataset.n
-        self.w_mask = None
-        if cfg["no_self_loops"]:
-            self.w_mask = ~np.eye(n, dtype=bool)
+        self.w_mask = build_w_mask(cfg, dataset)
         self.mask = dataset.observed()
         self.created = None
         self._last_ckpt = 0.0
@@ -140,8 +139,9 @@ class Trainer:
             self.state = _State.restore(saved["checkpoint"], saved["best"], saved["history"], self.cfg)
             self.ds = saved["dataset"]
             self.mask = self.ds.observed()
+            self.w_mask = build_w_mask(self.cfg, self.ds)
         else:
-            self.split = random_split(self.ds.M, self.cfg)
+            self.split = make_split(self.ds, self.cfg)
             self.state = self._initial_state()
             self._write("running")
         return self._run()
@@ -297,6 +297,7 @@ class Trainer:
         metrics = evaluate(self.ds, self.split, best, X, self.cfg["loss"])
         metrics.update({"epochs": st.epoch, "best_epoch": st.best_epoch, "wall_s": st.wall, "status": status,
                         "steps": st.step})
+        metrics.update(partition_info(self.ds, self.cfg))
         self._write(status, predictions=X, metrics=metrics)
         if status == "numerical_failure":
             raise NumericalError(f"training stopped after {self.cfg['max_rejections']} consecutive rejected steps "
