@@ -99,8 +99,9 @@ TRAIN_JSON_KEYS = ("mae_train", "mae_val", "mae_test", "pearson_test", "pearson_
 
 
 @cli.command()
-@click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
-              help="HDF5 dataset (from `cellbox-nb simulate`). Default: simulate the config's network.")
+@click.option("--data", "data", default=None, metavar="NAME|DIR|FILE.h5",
+              help="Built-in dataset (skmel133), CellBox data folder (pert.csv, expr.csv, node_Index.csv), or HDF5 "
+                   "dataset (from `cellbox-nb simulate`). Default: simulate the config's network.")
 @click.option("--network", "network", default=None, metavar="NAME|CSV|random:N",
               help="Network to simulate when no --data is given (default: LI, the built-in default).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="fit.h5", show_default=True,
@@ -111,12 +112,17 @@ TRAIN_JSON_KEYS = ("mae_train", "mae_val", "mae_test", "pearson_test", "pearson_
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs (config key epochs).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (config key lr).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of init and batch order (config key seed).")
+@click.option("--partition", type=click.Choice(["random", "loo", "loo_with_singles", "single_to_combo"]), default=None,
+              help="Test-set protocol (config key partition).")
+@click.option("--drug", default=None, metavar="NAME|INDEX",
+              help="Left-out drug of the loo partitions: node name or index among the perturbed nodes (config key drug).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted fit in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 @json_option
 @run_command
-def train(data, network, out, config_file, overrides, epochs, lr, seed, resume, overwrite, quiet, as_json):
+def train(data, network, out, config_file, overrides, epochs, lr, seed, partition, drug, resume, overwrite, quiet,
+          as_json):
     """Learn W and alpha from perturbation data; write one HDF5 results file.
 
     Exit codes: 0 ok, 2 usage/config error, 3 invalid data, 4 numerical failure, 75 interrupted by SIGTERM or
@@ -125,13 +131,14 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, resume, 
     import os
     import signal
 
-    from cellbox_nb.data.dataset import read_dataset, simulate as simulate_dataset
+    from cellbox_nb.data.dataset import simulate as simulate_dataset
+    from cellbox_nb.data.load import load_data
     from cellbox_nb.fit.config import load_config_file, parse_set, resolve
     from cellbox_nb.fit.train import train as run_train
 
     layers = [load_config_file(config_file) if config_file else {}]
-    cli_layer = {k: v for k, v in (("network", network), ("epochs", epochs), ("lr", lr), ("seed", seed))
-                 if v is not None}
+    cli_layer = {k: v for k, v in (("network", network), ("epochs", epochs), ("lr", lr), ("seed", seed),
+                                   ("partition", partition), ("drug", drug)) if v is not None}
     cfg = resolve(*layers, parse_set(overrides), cli_layer)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
@@ -141,7 +148,13 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, resume, 
     else:
         check_output_path(out, overwrite)
     if data is not None:
-        ds = read_dataset(data)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = load_data(data, t_end=cfg["tfinal"])
+        for w in caught:
+            info(f"warning: {w.message}")
     else:
         ds = simulate_dataset(cfg["network"], conditions=cfg["conditions"], times=cfg["times"],
                               tfinal=cfg["tfinal"], noise=cfg["noise"], max_targets=cfg["max_targets"],
@@ -167,7 +180,7 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, resume, 
     if show:
         click.echo("", err=True)
     metrics = res["metrics"] or {}
-    summary = {k: metrics.get(k) for k in TRAIN_JSON_KEYS}
+    summary = {k: metrics.get(k) for k in TRAIN_JSON_KEYS + ("partition", "drug")}
     summary["out"] = out
     if as_json:
         print_json(summary)
@@ -235,6 +248,36 @@ def gradcheck(network, seed, conditions, times, loss, directions, rtol, corrupt,
         click.echo(f"overall: {'ok' if res['ok'] else 'FAIL'}")
     if not res["ok"]:
         raise click.exceptions.Exit(EXIT_NUMERICAL)
+
+
+@cli.command(name="import-cellbox-config")
+@click.argument("config_json", metavar="FILE.json", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the YAML config here instead of stdout.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--conditions", type=click.IntRange(min=1), default=None, metavar="M",
+              help="Number of conditions of the data (SK-MEL-133: 89): exact split counts, iterations -> epochs.")
+@run_command
+def import_cellbox_config(config_json, out, overwrite, conditions):
+    """Map an original CellBox JSON config onto cellbox-nb config keys (YAML).
+
+    Keys without a counterpart and misspelt keys the original silently ignored are reported on stderr.
+    """
+    from cellbox_nb.cellbox_import import import_cellbox_config as do_import
+    from cellbox_nb.cellbox_import import load_cellbox_config, to_yaml
+
+    if out is not None:
+        check_output_path(out, overwrite)
+    res = do_import(load_cellbox_config(config_json), conditions=conditions)
+    for kind, text in res.messages:
+        info(f"{kind}: {text}")
+    text = to_yaml(res, config_json)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        info(f"wrote {out}")
 
 
 def main(argv=None):
