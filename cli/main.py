@@ -280,6 +280,49 @@ def import_cellbox_config(config_json, out, overwrite, conditions):
         info(f"wrote {out}")
 
 
+@cli.command()
+@click.argument("fit", metavar="FIT.h5", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder for the figures, report.md and index.html (created if missing).")
+@click.option("--conditions", default=None, metavar="I,J,...",
+              help="Condition indices to draw trajectories for (default: the first three test conditions).")
+@json_option
+@run_command
+def report(fit, out, conditions, as_json):
+    """Draw a fit's figures (W heatmap, trajectories, scatter, loss, edge ROC/PR) and write report.md, index.html.
+
+    Needs matplotlib (pip install 'cellbox-nb[plot]').
+    """
+    from cellbox_nb.report import make_report, parse_conditions
+
+    files = make_report(fit, out, conditions=parse_conditions(conditions))
+    if as_json:
+        print_json({"out": out, "files": files})
+        return
+    for path in files.values():
+        info(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("fit", metavar="FIT.h5", type=click.Path(dir_okay=False))
+@click.option("--csv", "csv_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder for W.csv, alpha.csv, d.csv, predictions.csv, metrics.json, history.csv.")
+@click.option("--which", type=click.Choice(["best", "final"]), default="best", show_default=True,
+              help="Parameters to export: best validation loss or last epoch.")
+@json_option
+@run_command
+def export(fit, csv_dir, which, as_json):
+    """Export a fit's parameters, predictions, metrics and history as CSV/JSON files."""
+    from cellbox_nb.export import export_csv
+
+    files = export_csv(fit, csv_dir, which=which)
+    if as_json:
+        print_json({"out": csv_dir, "which": which, "files": files})
+        return
+    for path in files:
+        info(f"wrote {path}")
+
+
 def main(argv=None):
     """Console-script entry point (``cellbox-nb``)."""
     cli.main(args=argv, prog_name="cellbox-nb")

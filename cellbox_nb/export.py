@@ -1,0 +1,165 @@
+"""Export a fit's results file as plain CSV/JSON files for spreadsheets, R or pandas.
+
+:func:`export_csv` writes, into one folder:
+
+- ``W.csv``           the n x n interaction matrix with the node names as header and index, rows = targets
+                      and columns = regulators (``W[i, j]`` = effect of node j on node i, the layout of CellBox's
+                      ``best.W``); the top-left cell is empty.
+- ``alpha.csv``, ``d.csv``  ``node,value``: the gains and the decay rates.
+- ``predictions.csv`` long format, one row per (condition, time, node), M * T * n rows:
+                      ``condition, split, time, node, predicted, measured, observed`` (split is train, val,
+                      test, or ``none`` for a condition in no split; measured is empty where the data has no
+                      finite value; observed is 1 or 0).
+- ``metrics.json``    the metrics stored with the fit (``{"status": ...}`` only, for a fit that has not ended).
+- ``history.csv``     one row per epoch: epoch, train_loss, val_loss, lr, grad_norm, rejected, wall_s.
+
+Floating-point values are written with Python's ``repr``, so they read back to the same float64 bits.
+``which="best"`` (default) exports the parameters with the best validation loss, ``which="final"`` those of the
+last epoch; the predictions belong to the chosen parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+
+from .errors import ConfigError
+from .fit.store import HISTORY_COLUMNS, read_fit
+
+__all__ = ["export_csv", "model_predictions", "split_labels"]
+
+WHICH = ("best", "final")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _check_which(which):
+    if which not in WHICH:
+        raise ConfigError(f"which: must be 'best' or 'final', got {which!r}")
+
+
+def split_labels(fit) -> list[str]:
+    """The split name (train, val, test, or none) of every condition of a fit read by ``read_fit``."""
+    labels = ["none"] * fit["dataset"].M
+    for name, idx in zip(SPLIT_NAMES, fit["split"]):
+        for i in np.asarray(idx, dtype=np.int64):
+            labels[int(i)] = name
+    return labels
+
+
+def model_predictions(fit, which="best", t=None, conditions=None):
+    """Model responses (len(conditions), len(t), n) with the ``which`` parameters of a fit read by ``read_fit``.
+
+    With the defaults (all conditions at the observation times) and ``which="best"`` the stored predictions are
+    returned when the file has them; otherwise the model is solved on the CPU with the fit's tolerances
+    (conditions whose solve fails are NaN).
+    """
+    _check_which(which)
+    ds = fit["dataset"]
+    if t is None and conditions is None and which == "best" and fit["predictions"] is not None:
+        return np.asarray(fit["predictions"], dtype=np.float64)
+    from .api import solve
+
+    params = fit[which]
+    idx = np.arange(ds.M) if conditions is None else np.asarray(conditions, dtype=np.int64)
+    times = ds.t if t is None else np.asarray(t, dtype=np.float64)
+    cfg = fit["config"]
+    return solve(params["W"], params["alpha"], ds.U[idx], times, rtol=cfg.get("rtol", 1e-6),
+                 atol=cfg.get("atol", 1e-8), decay=params.get("d"), on_failure="nan", backend="cpu")
+
+
+def _num(x) -> str:
+    """A float as its shortest round-tripping text (``repr``)."""
+    return repr(float(x))
+
+
+def _write_rows(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def export_csv(fit_path, out_dir, *, which="best") -> list[str]:
+    """Write a fit's parameters, predictions, metrics and history as CSV/JSON files into ``out_dir``.
+
+    Parameters
+    ----------
+    fit_path : path of a results file (``cellbox-nb train --out``).
+    out_dir : folder to write into (created if missing; existing files of the same names are replaced).
+    which : ``"best"`` (default) or ``"final"`` parameters.
+
+    Returns
+    -------
+    list of the written file paths, in the order W.csv, alpha.csv, d.csv, predictions.csv, metrics.json,
+    history.csv.
+
+    Raises
+    ------
+    InputDataError if the file is not a readable results file; ConfigError for a bad ``which`` or an output
+    folder that cannot be created.
+    """
+    _check_which(which)
+    fit = read_fit(fit_path)
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"output folder '{out_dir}' is a file")
+    os.makedirs(out_dir, exist_ok=True)
+    ds = fit["dataset"]
+    nodes = list(fit["nodes"])
+    params = fit[which]
+    written = []
+
+    def target(name):
+        path = os.path.join(out_dir, name)
+        written.append(path)
+        return path
+
+    W = np.asarray(params["W"], dtype=np.float64)
+    _write_rows(target("W.csv"), [""] + nodes, ([nodes[i]] + [_num(v) for v in W[i]] for i in range(len(nodes))))
+    for key in ("alpha", "d"):
+        vec = np.asarray(params.get(key, np.ones(len(nodes))), dtype=np.float64)
+        _write_rows(target(f"{key}.csv"), ["node", "value"], ([nodes[i], _num(v)] for i, v in enumerate(vec)))
+
+    X = model_predictions(fit, which)
+    Y = ds.Y
+    obs = ds.observed()
+    splits = split_labels(fit)
+    times = [_num(v) for v in ds.t]
+
+    def prediction_rows():
+        for c in range(ds.M):
+            cname, sname = ds.conditions[c], splits[c]
+            Xc, Yc, Oc = X[c], Y[c], obs[c]
+            for k in range(ds.T):
+                for i in range(ds.n):
+                    y = float(Yc[k, i])
+                    yield (cname, sname, times[k], nodes[i], _num(Xc[k, i]), _num(y) if math.isfinite(y) else "",
+                           1 if Oc[k, i] else 0)
+
+    _write_rows(target("predictions.csv"),
+                ["condition", "split", "time", "node", "predicted", "measured", "observed"], prediction_rows())
+
+    metrics = dict(fit["metrics"]) if fit["metrics"] is not None else {"status": fit["status"]}
+    metrics["params"] = which
+    metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+    with open(target("metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(metrics, fh, indent=2, sort_keys=True, allow_nan=False, default=str)
+        fh.write("\n")
+
+    hist = fit["history"]
+    rows = len(hist["epoch"])
+
+    def history_rows():
+        for r in range(rows):
+            row = []
+            for col in HISTORY_COLUMNS:
+                v = float(hist[col][r])
+                row.append(str(int(v)) if col in ("epoch", "rejected") and v.is_integer() else _num(v))
+            yield row
+
+    _write_rows(target("history.csv"), list(HISTORY_COLUMNS), history_rows())
+    return written
