@@ -380,7 +380,9 @@ figcaption{color:#555;font-size:.92em}"""
 
 
 def _html(fit_path, fit, figures, note):
-    e = html.escape
+    def e(text, quote=False):  # element text needs only <, > and & escaped; attributes pass quote=True
+        return html.escape(text, quote=quote)
+
     title = f"cellbox-nb fit report: {os.path.basename(os.fspath(fit_path))}"
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            f"<title>{e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>", f"<h1>{e(title)}</h1>"]
@@ -426,8 +428,8 @@ def make_report(fit_path, out_dir, *, conditions=None) -> dict:
     ------
     ConfigError when matplotlib is missing or a condition is unknown; InputDataError for a bad results file.
     """
+    fit = read_fit(fit_path)  # a bad file is reported first (InputDataError), with or without matplotlib
     matplotlib, Figure, Canvas = _matplotlib()
-    fit = read_fit(fit_path)
     chosen = _choose_conditions(fit, conditions)
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
