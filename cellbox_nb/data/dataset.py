@@ -312,6 +312,14 @@ def read_dataset(path) -> Dataset:
         non-finite values, names).
     """
     f, fail = open_for_reading(path, "dataset file")
+    try:
+        return _read_open_dataset(f, fail)
+    except (OSError, KeyError) as exc:  # damage below the superblock: bad checksum, address past the end
+        fail(f"damaged HDF5 content ({' '.join(str(exc).split())})")
+
+
+def _read_open_dataset(f, fail) -> Dataset:
+    """The checks of read_dataset on the open file, then read_arrays; closes the file."""
     with f:
         kind = f.attrs.get("kind")
         if isinstance(kind, bytes):
@@ -359,11 +367,12 @@ def read_arrays(group, fail, meta=None) -> Dataset:
     except (TypeError, ValueError, UnicodeDecodeError):
         fail("nodes and conditions must be UTF-8 string datasets")
     mask = group["mask"][()]
+    W_true, alpha_true, Y_clean = optional("truth/W"), optional("truth/alpha"), optional("Y_clean")
     try:
         return Dataset(U=group["U"][()], t=group["t"][()], Y=group["Y"][()], nodes=nodes,
-                       mask=None if mask.size and np.all(mask == 1) else mask,
-                       conditions=conditions, W_true=optional("truth/W"), alpha_true=optional("truth/alpha"),
-                       Y_clean=optional("Y_clean"), meta=meta or {})
+                       mask=None if mask.shape == group["Y"].shape and np.all(mask == 1) else mask,
+                       conditions=conditions, W_true=W_true, alpha_true=alpha_true, Y_clean=Y_clean,
+                       meta=meta or {})
     except InputDataError as exc:
         fail(str(exc))
 

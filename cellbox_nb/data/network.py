@@ -328,7 +328,7 @@ def load_network(spec, *, seed=0, alpha: float | None = None) -> Network:
     spec = spec.strip()
     if spec.lower().startswith(RANDOM_PREFIX):
         size = spec[len(RANDOM_PREFIX):].strip()
-        if not size.isdigit() or int(size) < 1:
+        if not size.isdecimal() or int(size) < 1:
             raise ConfigError(f"network {spec!r}: expected {RANDOM_PREFIX}N with N a positive integer")
         net = random_network(int(size), seed=seed)
     elif spec.lower() in _BY_LOWER:

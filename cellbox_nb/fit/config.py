@@ -103,7 +103,7 @@ def _coerce(key, value):
             return None
         raise ConfigError(f"config key '{key}': a value is required")
     if base == "name_or_index":  # a name, or a non-negative integer index (digit strings too)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             return int(value)
         if isinstance(value, str) and value.strip():
             return value.strip()
@@ -121,7 +121,7 @@ def _coerce(key, value):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"config key '{key}': must be true or false, got {value!r}")
     if base.startswith("int"):
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdecimal())):
             if not (isinstance(value, float) and value.is_integer()):
                 raise ConfigError(f"config key '{key}': must be an integer, got {value!r}")
         v = int(value)
@@ -150,7 +150,7 @@ def resolve(*layers):
     for layer in layers:
         for key, value in (layer or {}).items():
             if key not in SCHEMA:
-                raise ConfigError(f"unknown config key '{key}'{_closest(key)}")
+                raise ConfigError(f"unknown config key '{key}'{_closest(str(key))}")
             cfg[key] = _coerce(key, value)
     if cfg["val_frac"] + cfg["test_frac"] >= 1:
         raise ConfigError("config keys 'val_frac' + 'test_frac' must leave conditions for training (sum < 1)")

@@ -96,8 +96,10 @@ def read_fit(path, *, with_checkpoint=False):
         if f.attrs.get("kind") != KIND:
             fail(f"not a cellbox-nb fit (attribute kind is {f.attrs.get('kind')!r})")
         version = f.attrs.get("format_version")
-        if version is None or int(version) != FORMAT_VERSION:
-            fail(f"format_version {version!r} is not supported (this version reads {FORMAT_VERSION})")
+        if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
+                and int(version) == FORMAT_VERSION):
+            shown = version.tolist() if isinstance(version, np.generic | np.ndarray) else version
+            fail(f"format_version {shown!r} is not supported (this version reads {FORMAT_VERSION})")
         try:
             out = {"status": str(f.attrs["status"]), "config": json.loads(f["config"][()])}
             out["dataset"] = read_arrays(f["data"], fail, json.loads(f["data"].attrs.get("meta", "{}")))
@@ -117,4 +119,8 @@ def read_fit(path, *, with_checkpoint=False):
                 out["checkpoint"] = ck
         except KeyError as exc:
             fail(f"missing {exc.args[0] if exc.args else 'an entry'}")
+        except json.JSONDecodeError as exc:
+            fail(f"an entry is not valid JSON ({exc})")
+        except OSError as exc:  # damage below the superblock: bad checksum, address past the end
+            fail(f"damaged HDF5 content ({' '.join(str(exc).split())})")
     return out
