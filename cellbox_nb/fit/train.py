@@ -7,8 +7,9 @@ it has not improved for ``patience`` epochs), the raw validation loss picks the 
 learning-rate schedule reacts to it (``plateau``) or to the epoch count (``step``).
 
 Numerical faults: a step whose solve fails (max steps, step underflow, non-finite) or whose loss or gradient
-is non-finite is rejected: parameters are left as they were, the event is counted in the history, and the
-learning rate is multiplied by ``lr_factor``; after ``max_rejections`` consecutive rejections the fit stops
+is non-finite is rejected: the parameters and Adam moments go back to their values before the last accepted
+update (which led to the failure; it is redone with the smaller step), the event is counted in the history, and
+the learning rate is multiplied by ``lr_factor``; after ``max_rejections`` consecutive rejections the fit stops
 with status ``numerical_failure`` (exit code 4 on the command line).  Parameters never become NaN.
 
 Everything that influences the trajectory (parameters, Adam moments, step, lr, RNG state, counters, history)
@@ -58,6 +59,7 @@ class _State:
         self.plateau_bad = 0
         self.ma_buffer = []
         self.consecutive_rejections = 0
+        self.undo = None  # (params, m, v, step) before the last accepted update; restored on a rejected step
         self.history = []
         self.wall = 0.0
         self.rng_state = None
@@ -71,6 +73,10 @@ class _State:
                    "plateau_best": _num(self.plateau_best), "plateau_bad": self.plateau_bad,
                    "ma_buffer": self.ma_buffer, "consecutive_rejections": self.consecutive_rejections,
                    "wall": self.wall, "rng_state": self.rng_state, "best_epoch": self.best_epoch})
+        ck["undo_step"] = None if self.undo is None else self.undo[3]
+        if self.undo is not None:
+            for prefix, values in zip(("up_", "um_", "uv_"), self.undo[:3]):
+                ck.update({f"{prefix}{k}": v for k, v in values.items()})
         return ck
 
     @classmethod
@@ -85,6 +91,9 @@ class _State:
         st.best_val = _unnum(ck["best_val"])
         st.best_ma = _unnum(ck["best_ma"])
         st.plateau_best = _unnum(ck["plateau_best"])
+        if ck.get("undo_step") is not None:
+            st.undo = tuple({k: np.array(ck[f"{prefix}{k}"]) for k in keys} for prefix in ("up_", "um_", "uv_"))
+            st.undo += (ck["undo_step"],)
         st.best = {k: np.array(best[k]) for k in keys}
         st.history = [tuple(float(history[c][i]) for c in history) for i in range(len(history["epoch"]))]
         return st
@@ -211,11 +220,15 @@ class Trainer:
                     rejected += 1
                     st.consecutive_rejections += 1
                     st.lr = max(st.lr * cfg["lr_factor"], 1e-300)
+                    if st.undo is not None:  # take back the update that led here; it is redone with the smaller lr
+                        st.params, st.m, st.v, st.step = st.undo
+                        st.undo = None
                     if st.consecutive_rejections >= cfg["max_rejections"]:
                         status = "numerical_failure"
                         break
                     continue
                 st.consecutive_rejections = 0
+                st.undo = tuple({k: x.copy() for k, x in d.items()} for d in (st.params, st.m, st.v)) + (st.step,)
                 st.step += 1
                 gnorm = grad_norm(grads)
                 free = {k: st.params[k] for k in grads}
