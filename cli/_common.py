@@ -35,6 +35,10 @@ def run_command(fn):
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except CellboxError as exc:
             if os.environ.get(DEBUG_ENV) == "1":
                 traceback.print_exc(file=sys.stderr)

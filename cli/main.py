@@ -15,7 +15,7 @@ import click
 
 from cellbox_nb.errors import ConfigError
 
-from ._common import (check_output_path, info, json_option, out_option, print_json, run_command,
+from ._common import (check_output_path, info, json_option, one_line, out_option, print_json, run_command,
                       seed_option)
 
 
@@ -324,8 +324,25 @@ def export(fit, csv_dir, which, as_json):
 
 
 def main(argv=None):
-    """Console-script entry point (``cellbox-nb``)."""
-    cli.main(args=argv, prog_name="cellbox-nb")
+    """Console-script entry point (``cellbox-nb``).
+
+    Usage errors (unknown option, bad value, missing argument) are reported like every other error: one
+    ``error: ...`` line on stderr and exit code 2, instead of click's multi-line usage block.
+    """
+    try:
+        code = cli.main(args=argv, prog_name="cellbox-nb", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        where = f"cellbox-nb {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else \
+            "cellbox-nb --help"
+        click.echo(f"error: {one_line(exc.format_message())} (see '{where}')", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.exceptions.ClickException as exc:
+        click.echo(f"error: {one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
