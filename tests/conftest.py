@@ -28,3 +28,14 @@ def random_problem(n, M, T=5, seed=0, tfinal=20.0, scale=0.9):
         U[c, r.choice(n, size=k, replace=False)] = r.uniform(0.0, 1.0, k)
     t = tfinal * np.arange(1, T + 1) / T
     return W, alpha, U, t
+
+
+def run_with_threads(script, threads):
+    """Run ``script`` (a format string with {tests}) in a fresh interpreter with NUMBA_NUM_THREADS=threads;
+    returns its stdout."""
+    import subprocess
+
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+    res = subprocess.run([sys.executable, "-c", script.format(tests=os.path.dirname(__file__))], env=env,
+                         capture_output=True, text=True, check=True)
+    return res.stdout

@@ -1,17 +1,13 @@
 """Adjoint gradient: against forward sensitivities (scipy, independent), finite differences, the Taylor test,
 tolerance convergence, and thread-count determinism."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from scipy.stats import linregress
 
 import cellbox_nb as cb
 from cellbox_nb.data.network import load_network
-from conftest import random_problem
+from conftest import random_problem, run_with_threads
 from reference import flat, fsens_grad, rel_err, solve_ref
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
@@ -131,12 +127,7 @@ sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alp
 
 
 def test_bitwise_identical_across_thread_counts():
-    outs = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
-        res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT.format(tests=os.path.dirname(__file__))],
-                             env=env, capture_output=True, text=True, check=True)
-        outs.append(res.stdout)
+    outs = [run_with_threads(_THREAD_SCRIPT, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0
 
 

@@ -1,9 +1,5 @@
 """Forward solver: accuracy against scipy DOP853, measured order, determinism, failure statuses, bad inputs."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from scipy.stats import linregress
@@ -12,7 +8,7 @@ import cellbox_nb as cb
 from cellbox_nb.core.forward import fixed_step_solve
 from cellbox_nb.core.status import Status
 from cellbox_nb.data.network import load_network
-from conftest import random_problem
+from conftest import random_problem, run_with_threads
 from reference import solve_ref, tol_units_rms
 
 
@@ -106,12 +102,7 @@ sys.stdout.write(X.tobytes().hex())
 
 
 def test_bitwise_identical_across_thread_counts():
-    outs = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
-        res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT.format(tests=os.path.dirname(__file__))],
-                             env=env, capture_output=True, text=True, check=True)
-        outs.append(res.stdout)
+    outs = [run_with_threads(_THREAD_SCRIPT, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0
 
 

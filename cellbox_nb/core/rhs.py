@@ -49,24 +49,6 @@ def rhs(WT, alpha, d, u, x, z, out):
 
 
 @kernel
-def adjoint_rhs(W, WT, alpha, d, u, x, lam, z, th, g, out):
-    """Adjoint right-hand side in reversed time, d lam / d tau = W^T g - d * lam.
-
-    Writes z = W x - u, th = tanh(z), g = alpha * (1 - th**2) * lam and out (all (n,)); th and g are what the
-    parameter integrals need.
-    """
-    matvec_minus(WT, x, u, z)
-    n = x.shape[0]
-    for i in range(n):
-        ti = np.tanh(z[i])
-        th[i] = ti
-        g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
-    rmatvec(W, g, out)
-    for i in range(n):
-        out[i] -= d[i] * lam[i]
-
-
-@kernel
 def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
     """As :func:`adjoint_rhs` with z = W x - u given (interpolated from the forward pass): no W x product."""
     n = z.shape[0]
@@ -77,3 +59,14 @@ def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
     rmatvec(W, g, out)
     for i in range(n):
         out[i] -= d[i] * lam[i]
+
+
+@kernel
+def adjoint_rhs(W, WT, alpha, d, u, x, lam, z, th, g, out):
+    """Adjoint right-hand side in reversed time, d lam / d tau = W^T g - d * lam.
+
+    Writes z = W x - u, th = tanh(z), g = alpha * (1 - th**2) * lam and out (all (n,)); th and g are what the
+    parameter integrals need.
+    """
+    matvec_minus(WT, x, u, z)
+    adjoint_rhs_z(W, alpha, d, z, lam, th, g, out)
