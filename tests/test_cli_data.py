@@ -23,18 +23,6 @@ SIZES = {"LI": 7, "LL": 18, "CY": 6, "BF": 7, "BFC": 10, "TF": 8, "mCAD": 5, "VS
 SHARED_GSD = "/work/shared/data/beeline/Curated_GSD.csv"
 
 
-def _has_solve():
-    try:
-        from cellbox_nb.api import solve  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_solve = pytest.mark.skipif(not _has_solve(), reason="cellbox_nb.api.solve is not available yet "
-                                                          "(numerical core in progress); re-run later")
-
-
 def invoke(*args, env=None):
     return CliRunner().invoke(cli, list(args), env=env)
 
@@ -66,7 +54,6 @@ def test_networks_table_and_json():
     assert (gsd["edges"], gsd["positive"], gsd["negative"], gsd["alpha"]) == (79, 52, 27, 0.2)
 
 
-@needs_solve
 def test_simulate_json_writes_a_readable_file(tmp_path):
     out = tmp_path / "data.h5"
     result = invoke("simulate", "--network", "li", "--conditions", "6", "--times", "4", "--tfinal", "10",
@@ -81,7 +68,6 @@ def test_simulate_json_writes_a_readable_file(tmp_path):
     assert ds.meta["seed"] == 4 and ds.meta["network"] == "LI"
 
 
-@needs_solve
 def test_simulate_human_summary_on_stderr_and_overwrite(tmp_path):
     out = tmp_path / "d.h5"
     result = invoke("simulate", "--network", "random:6", "--conditions", "3", "--out", str(out))
@@ -176,7 +162,6 @@ def test_console_script_in_a_subprocess(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
-@needs_solve
 @pytest.mark.skipif(EXE is None, reason="the cellbox-nb console script is not installed (pip install -e .)")
 def test_console_script_simulate_in_a_subprocess(tmp_path):
     out = tmp_path / "s.h5"

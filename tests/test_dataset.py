@@ -17,18 +17,6 @@ from cellbox_nb.data.network import load_network
 from cellbox_nb.errors import ConfigError, InputDataError
 
 
-def _has_solve():
-    try:
-        from cellbox_nb.api import solve  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_solve = pytest.mark.skipif(not _has_solve(), reason="cellbox_nb.api.solve is not available yet "
-                                                          "(numerical core in progress); re-run later")
-
-
 def make_dataset(M=4, T=3, n=5, seed=0, masked=True):
     rng = np.random.default_rng(seed)
     Y = rng.normal(size=(M, T, n))
@@ -231,7 +219,6 @@ def reference_responses(W, alpha, U, t):
     return out
 
 
-@needs_solve
 def test_simulate_clean_responses_match_scipy():
     net = load_network("LI")
     ds = simulate(net, conditions=4, times=5, noise=0.01, seed=3)
@@ -248,7 +235,6 @@ def test_simulate_clean_responses_match_scipy():
     json.dumps(ds.meta)
 
 
-@needs_solve
 def test_simulate_is_seeded_and_noise_has_its_own_stream():
     a = simulate("CY", conditions=40, times=5, noise=0.05, seed=11)
     b = simulate("CY", conditions=40, times=5, noise=0.05, seed=11)
@@ -263,7 +249,6 @@ def test_simulate_is_seeded_and_noise_has_its_own_stream():
     assert abs(resid.mean()) < 4 * 0.05 / np.sqrt(resid.size)
 
 
-@needs_solve
 def test_simulate_random_network_and_argument_checks():
     ds = simulate("random:12", conditions=5, times=3, seed=2, tfinal=10.0)
     np.testing.assert_array_equal(ds.W_true, load_network("random:12", seed=2).W)
@@ -277,7 +262,6 @@ def test_simulate_random_network_and_argument_checks():
             simulate("LI", **kwargs)
 
 
-@needs_solve
 def test_simulated_dataset_round_trips(tmp_path):
     ds = simulate("mCAD", conditions=6, times=4, max_targets=1, seed=0)
     write_dataset(tmp_path / "s.h5", ds)

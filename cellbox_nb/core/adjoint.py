@@ -24,9 +24,9 @@ from numba import prange
 from .._jit import driver, kernel
 from . import status as st
 from .controller import min_step, rms_error_norm, step_factor
-from .forward import NSTAGE, dense_eval_xz, forward_one
+from .forward import NSTAGE, dense_eval_xz, error_estimate, forward_one, stage_state
 from .rhs import adjoint_rhs_z
-from .tableau import A, B, C, E
+from .tableau import B, C
 
 LOSS_MAE = 0
 LOSS_MSE = 1
@@ -133,21 +133,13 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             hit = t - h <= t_stop
             h_step = t - t_stop if hit else h
             for s in range(1, NSTAGE):
-                for i in range(n):
-                    acc = 0.0
-                    for j in range(s):
-                        acc += A[s, j] * KL[j, i]
-                    LS[s, i] = lam[i] + h_step * acc
+                stage_state(lam, KL, h_step, s, LS[s])
                 ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
                 p = _locate(dt, n_st, p, ts)
                 dense_eval_xz(dt, dx, dk, dz, p, ts, w, XS[s], z)
                 adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
             nfev += NSTAGE - 1
-            for i in range(n):
-                acc = 0.0
-                for j in range(NSTAGE):
-                    acc += E[j] * KL[j, i]
-                err[i] = h_step * acc
+            error_estimate(KL, h_step, err)
             en = rms_error_norm(err, lam, LS[NSTAGE - 1], rtol, atol)
             accept = en <= 1.0
             factor = step_factor(en, err_prev, rejected_last, accept, beta)

@@ -25,15 +25,26 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
     Fills K[1..6] (K (7, n)) and the stage arguments Zb[1..6] = W X_s - u (Zb (7, n)), leaves the new state in
     xs (n,), K[6] = f(xs) and Zb[6] = W xs - u, writes the error estimate h * sum E_i k_i into err (n,).
     """
-    n = x.shape[0]
     for s in range(1, NSTAGE):
-        for i in range(n):
-            acc = 0.0
-            for j in range(s):
-                acc += A[s, j] * K[j, i]
-            xs[i] = x[i] + h * acc
+        stage_state(x, K, h, s, xs)
         rhs(WT, alpha, d, u, xs, Zb[s], K[s])
-    for i in range(n):
+    error_estimate(K, h, err)
+
+
+@kernel
+def stage_state(y, K, h, s, out):
+    """out = y + h * sum_{j<s} A[s, j] K[j]: the argument of stage s (any ODE solved with this tableau)."""
+    for i in range(y.shape[0]):
+        acc = 0.0
+        for j in range(s):
+            acc += A[s, j] * K[j, i]
+        out[i] = y[i] + h * acc
+
+
+@kernel
+def error_estimate(K, h, err):
+    """err = h * sum_j E[j] K[j], the embedded error estimate of a step."""
+    for i in range(err.shape[0]):
         acc = 0.0
         for j in range(NSTAGE):
             acc += E[j] * K[j, i]
