@@ -36,3 +36,36 @@ def test_vjp_identities(rng):
     assert abs(lhs - np.sum(np.outer(g, x) * V)) <= 1e-12 * abs(lhs)
     va = rng.normal(size=n)
     assert abs(lam @ (va * np.tanh(zr)) - (lam * th) @ va) <= 1e-12 * abs(lam @ (va * np.tanh(zr)))
+
+
+def _tanh_points():
+    rng = np.random.default_rng(7)
+    pts = [rng.standard_normal(20000), rng.uniform(-25.0, 25.0, 20000),
+           np.logspace(-320, 1.35, 4000), np.linspace(0.0, 0.35, 4001),
+           # around the range-reduction breakpoints -2|x| = (k + 1/2) ln 2, where k changes
+           np.concatenate([(k + 0.5) * np.log(2.0) / 2.0 + np.linspace(-1e-12, 1e-12, 21) for k in range(60)])]
+    x = np.concatenate(pts)
+    return np.concatenate([x, -x])
+
+
+def test_vectorised_tanh_within_3_ulp_of_extended_precision():
+    """core.tanh against tanh in long double (x87 80-bit: 11 more bits than float64), in float64 ulps."""
+    from cellbox_nb.core.tanh import tanh
+
+    x = _tanh_points()
+    got = np.array([tanh(v) for v in x])
+    extended = np.finfo(np.longdouble).nmant > 52
+    ref = np.tanh(x.astype(np.longdouble)) if extended else np.tanh(x)  # else libm, 1 ulp more allowed
+    bound = 3.0 if extended else 4.0
+    err_ulp = np.abs(got.astype(np.longdouble) - ref) / np.spacing(np.abs(ref.astype(np.float64)))
+    assert np.max(err_ulp) <= bound, (np.max(err_ulp), x[np.argmax(err_ulp)])
+
+
+def test_vectorised_tanh_special_values():
+    from cellbox_nb.core.tanh import tanh
+
+    assert np.isnan(tanh(np.nan))
+    assert tanh(np.inf) == 1.0 and tanh(-np.inf) == -1.0
+    assert tanh(50.0) == 1.0 and tanh(-700.0) == -1.0
+    assert tanh(0.0) == 0.0 and not np.signbit(tanh(0.0)) and np.signbit(tanh(-0.0))
+    assert tanh(1e-310) == 1e-310 and tanh(-3e-12) == -3e-12
