@@ -33,22 +33,34 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
 
 @kernel
 def stage_state(y, K, h, s, out):
-    """out = y + h * sum_{j<s} A[s, j] K[j]: the argument of stage s (any ODE solved with this tableau)."""
-    for i in range(y.shape[0]):
-        acc = 0.0
-        for j in range(s):
-            acc += A[s, j] * K[j, i]
-        out[i] = y[i] + h * acc
+    """out = y + h * sum_{j<s} A[s, j] K[j]: the argument of stage s (any ODE solved with this tableau).
+
+    The sum is accumulated in out, one stage j at a time (j in increasing order, as a scalar loop would), so the
+    inner loops run over components and vectorise.
+    """
+    n = y.shape[0]
+    for i in range(n):
+        out[i] = 0.0
+    for j in range(s):
+        a = A[s, j]
+        for i in range(n):
+            out[i] += a * K[j, i]
+    for i in range(n):
+        out[i] = y[i] + h * out[i]
 
 
 @kernel
 def error_estimate(K, h, err):
-    """err = h * sum_j E[j] K[j], the embedded error estimate of a step."""
-    for i in range(err.shape[0]):
-        acc = 0.0
-        for j in range(NSTAGE):
-            acc += E[j] * K[j, i]
-        err[i] = h * acc
+    """err = h * sum_j E[j] K[j], the embedded error estimate of a step (accumulated as in stage_state)."""
+    n = err.shape[0]
+    for i in range(n):
+        err[i] = 0.0
+    for j in range(NSTAGE):
+        e = E[j]
+        for i in range(n):
+            err[i] += e * K[j, i]
+    for i in range(n):
+        err[i] = h * err[i]
 
 
 @kernel
@@ -287,10 +299,13 @@ def dense_eval(dt, dx, dk, p, t, w, out):
     dense_weights((t - dt[p]) / h, w)
     n = out.shape[0]
     for i in range(n):
-        acc = 0.0
-        for s in range(NSTAGE):
-            acc += w[s] * dk[p, s, i]
-        out[i] = dx[p, i] + h * acc
+        out[i] = 0.0
+    for s in range(NSTAGE):
+        ws = w[s]
+        for i in range(n):
+            out[i] += ws * dk[p, s, i]
+    for i in range(n):
+        out[i] = dx[p, i] + h * out[i]
 
 
 @kernel
@@ -300,10 +315,13 @@ def dense_eval_xz(dt, dx, dk, dz, p, t, w, x_out, z_out):
     dense_weights((t - dt[p]) / h, w)
     n = x_out.shape[0]
     for i in range(n):
-        ax = 0.0
-        az = 0.0
-        for s in range(NSTAGE):
-            ax += w[s] * dk[p, s, i]
-            az += w[s] * dz[p, s + 1, i]
-        x_out[i] = dx[p, i] + h * ax
-        z_out[i] = dz[p, 0, i] + h * az
+        x_out[i] = 0.0
+        z_out[i] = 0.0
+    for s in range(NSTAGE):
+        ws = w[s]
+        for i in range(n):
+            x_out[i] += ws * dk[p, s, i]
+            z_out[i] += ws * dz[p, s + 1, i]
+    for i in range(n):
+        x_out[i] = dx[p, i] + h * x_out[i]
+        z_out[i] = dz[p, 0, i] + h * z_out[i]
