@@ -4,6 +4,7 @@ Validation, backend choice, and status codes -> exceptions live here; the kernel
 checked, contiguous float64 arrays.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -239,9 +240,11 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     else:
         _precision(precision, backend)
         n_chunks = _grad_chunks(M, n)
-        loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
-            W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,
-            n_chunks, dense_init, max_dense_steps)
+        defer_rows = config.DEFER_DW_ROWS if n >= config.DEFER_DW_MIN_N else 0
+        with _single_threaded_blas(defer_rows > 0):  # the products run inside the parallel loop over chunks
+            loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
+                W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,
+                n_chunks, dense_init, max_dense_steps, defer_rows)
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)
@@ -257,6 +260,21 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     if full_output:
         return total / count, grads, {"X": X, "status": status, "stats": stats}
     return total / count, grads
+
+
+_BLAS_CONTROLLER = []
+
+
+def _single_threaded_blas(active):
+    """Context in which BLAS runs on one thread (threadpoolctl), so that matrix products called from the
+    parallel loop over chunks neither oversubscribe the cores nor depend on BLAS's own thread count."""
+    if not active:
+        return contextlib.nullcontext()
+    if not _BLAS_CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _ordered_sum(chunks):

@@ -3,6 +3,8 @@
 Step-control constants follow scipy.integrate's conventions (Hairer, Norsett & Wanner, Solving ODEs I, II.4).
 """
 
+import os
+
 DEFAULT_RTOL = 1e-6  # relative tolerance of the forward solve
 DEFAULT_ATOL = 1e-8  # absolute tolerance of the forward solve
 MAX_STEPS = 20000  # attempted steps (accepted + rejected) per condition and pass before MAX_STEPS is reported
@@ -19,5 +21,7 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 # Gradient accumulators: conditions are grouped into fixed chunks (depending only on M and n, never on the
 # thread count), each chunk sums its conditions in order, then chunks are summed in order.
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
+DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "200"))  # from this n on, dL/dW by matrix products
+DEFER_DW_ROWS = 384  # dL/dW terms buffered per chunk before one product (64 backward steps x 6 stages)
 CUDA_TPB = 128  # threads per block of the elementwise CUDA kernels
 CUDA_TILE = 16  # tile edge of the shared-memory matrix-product kernel (TILE x TILE threads per block)

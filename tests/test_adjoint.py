@@ -126,9 +126,32 @@ sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alp
 """
 
 
-def test_bitwise_identical_across_thread_counts():
+@pytest.mark.parametrize("defer_min_n", ["1000000", "1"])
+def test_bitwise_identical_across_thread_counts(monkeypatch, defer_min_n):
+    """Both dL/dW paths (direct rank-6 updates; buffered matrix products, forced on here with n = 25)."""
+    monkeypatch.setenv("CELLBOX_NB_DEFER_DW_MIN_N", defer_min_n)
     outs = [run_with_threads(_THREAD_SCRIPT, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0
+
+
+def test_buffered_dW_products_match_direct_updates(monkeypatch):
+    """The buffered dL/dW (matrix products of up to DEFER_DW_ROWS terms) is the same sum in another order: equal
+    to rounding (1e-13 relative), and with a buffer smaller than one condition's terms (several flushes) too;
+    it also matches the forward-sensitivity reference like the direct path (1e-6)."""
+    from cellbox_nb import config
+
+    W, alpha, U, t, Y, mask = _setup("random30", 6, 5)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
+    L0, g0 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, **TIGHT)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
+    for rows in (384, 12):
+        monkeypatch.setattr(config, "DEFER_DW_ROWS", rows)
+        L1, g1 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, **TIGHT)
+        assert L1 == L0
+        assert rel_err(g1["W"], g0["W"]) <= 1e-13
+        assert np.array_equal(g1["alpha"], g0["alpha"])
+    _, ref = fsens_grad(W, alpha, U, t, Y, mask, "mae")
+    assert rel_err(g1["W"], ref["W"]) <= 1e-6
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -87,12 +87,15 @@ def _locate(dt, n_st, p, t):
 
 @kernel
 def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
-                 dt, dx, dk, dz, n_st, gW, galpha, gd):
+                 dt, dx, dk, dz, n_st, gW, galpha, gd, Gq, Xq):
     """Integrate lam from t_T back to 0 and add this condition's parameter integrals to gW, galpha, gd.
 
     dl : (T, n) jumps dl/dx(t_k).  dt, dx, dk, dz, n_st : the forward dense store (x and z = W x - u are both
     interpolated from it, so a stage costs one product, W^T g, plus the quadrature).  gW (n, n), galpha, gd (n,) are
-    accumulated into (+=).  Returns status, n_accepted, n_rejected, n_fev.
+    accumulated into (+=).  Gq, Xq (Q, n): with Q > 0 the dL/dW terms (h b_i g_i, x_i) of accepted steps are
+    buffered and added as one matrix product gW += Gq^T Xq whenever Q rows are full and at the end (one pass over
+    gW per Q/6 steps instead of one per step: for large n, where gW does not fit in cache); with Q = 0 each
+    accepted step adds its rank-6 update directly.  Returns status, n_accepted, n_rejected, n_fev.
     """
     n = dl.shape[1]
     T = t_obs.shape[0]
@@ -106,6 +109,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     err = np.empty(n)
     w = np.empty(NSTAGE)
     coef = np.empty(NQUAD)
+    nq = Gq.shape[0]
+    q = 0
     status = st.SUCCESS
     n_acc = 0
     n_rej = 0
@@ -151,16 +156,26 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             # parameter integrals from the accepted stages (weights h * b_i), outside the error norm
             for s in range(NQUAD):
                 coef[s] = h_step * B[s]
+            if nq > 0:
+                if q + NQUAD > nq:
+                    gW += np.dot(Gq[:q].T, Xq[:q])
+                    q = 0
+                for s in range(NQUAD):
+                    for i in range(n):
+                        Gq[q, i] = coef[s] * GS[s, i]
+                        Xq[q, i] = XS[s, i]
+                    q += 1
             for i in range(n):
-                c0 = coef[0] * GS[0, i]
-                c1 = coef[1] * GS[1, i]
-                c2 = coef[2] * GS[2, i]
-                c3 = coef[3] * GS[3, i]
-                c4 = coef[4] * GS[4, i]
-                c5 = coef[5] * GS[5, i]
-                for j in range(n):
-                    gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
-                                 + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
+                if nq == 0:
+                    c0 = coef[0] * GS[0, i]
+                    c1 = coef[1] * GS[1, i]
+                    c2 = coef[2] * GS[2, i]
+                    c3 = coef[3] * GS[3, i]
+                    c4 = coef[4] * GS[4, i]
+                    c5 = coef[5] * GS[5, i]
+                    for j in range(n):
+                        gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
+                                     + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
                 acc_a = 0.0
                 acc_d = 0.0
                 for s in range(NQUAD):
@@ -188,17 +203,20 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                     finite = False
             if not finite:
                 return st.NONFINITE, n_acc, n_rej, nfev
+    if q > 0:
+        gW += np.dot(Gq[:q].T, Xq[:q])
     return status, n_acc, n_rej, nfev
 
 
 @driver
 def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                    max_steps, beta, n_chunks, dense_init, max_dense_steps):
+                    max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows):
     """Loss and gradient over all conditions, in parallel over fixed chunks of conditions.
 
     U (M, n), Y and mask (M, T, n) (mask as float 0/1).  Conditions are split into n_chunks contiguous chunks
     (boundaries c * M // n_chunks, independent of the thread count); each chunk runs its conditions in order
     (forward with dense store, loss, backward) into its own accumulators, which the caller sums in chunk order.
+    defer_rows > 0 buffers that many dL/dW terms per chunk and adds them by matrix products (see backward_one).
 
     Returns loss_c (M,) unnormalised per-condition losses, gW (n_chunks, n, n), galpha, gd (n_chunks, n),
     xobs (M, T, n), status (M,), stats (M, 6) = forward accepted, rejected, fev, backward accepted, rejected, fev.
@@ -221,6 +239,8 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
         dk = np.empty((dense_init, NSTAGE, n))
         dz = np.empty((dense_init, NSTAGE + 1, n))
         dl = np.empty((T, n))
+        Gq = np.empty((defer_rows, n))
+        Xq = np.empty((defer_rows, n))
         for c in range(c_lo, c_hi):
             res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
                               True, dt, dx, dk, dz, max_dense_steps)
@@ -236,7 +256,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
                 continue
             loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
             bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
-                                max_steps, beta, dt, dx, dk, dz, res[4], gW[ch], galpha[ch], gd[ch])
+                                max_steps, beta, dt, dx, dk, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)
             status[c] = bres[0]
             stats[c, 3] = bres[1]
             stats[c, 4] = bres[2]
