@@ -1,16 +1,23 @@
-"""Helpers shared by bench_solve.py and bench_grad.py: environment description, first-call subprocesses, timing."""
+"""Helpers shared by the bench scripts: environment description, first-call subprocesses, timing, and timing a
+``cellbox-nb`` command up to its first epoch (train_throughput.py, startup.py)."""
 
-import glob
 import json
-import math
 import os
-import platform
+import pty
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+# machine and version description, timing: shared with `cellbox-nb bench`
+from cellbox_nb.benchmark import (cache_index_files, choose_repeats, cpu_model, loadavg, machine,  # noqa: F401
+                                  threads, timed, versions)
+
+cache_files = cache_index_files  # Numba index files (*.nbi) of cellbox_nb in the cache a fresh process would use
 
 # Run in a fresh interpreter: load the problem, import cellbox_nb, time its first call. Prints one JSON line.
 _FIRST_CALL = r"""
@@ -28,51 +35,6 @@ else:
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1}))
 """
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine():
-    u = platform.uname()
-    return {"processor": platform.processor() or cpu_model(), "cpu_model": cpu_model(),
-            "uname": f"{u.system} {u.release} {u.machine}", "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
-
-
-def versions():
-    import numba
-
-    import cellbox_nb
-
-    return {"numpy": np.__version__, "numba": numba.__version__, "cellbox_nb": cellbox_nb.__version__,
-            "python": platform.python_version()}
-
-
-def threads():
-    import numba
-
-    return int(numba.get_num_threads())
-
-
-def cache_files():
-    """Number of Numba index files (*.nbi) for cellbox_nb in the cache the default first call will use."""
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    if env:
-        pattern = os.path.join(env, "**", "*.nbi")
-    else:
-        import cellbox_nb
-
-        pattern = os.path.join(os.path.dirname(cellbox_nb.__file__), "**", "__pycache__", "*.nbi")
-    return len(glob.glob(pattern, recursive=True))
 
 
 def first_calls(problem, kind, rtol, atol):
@@ -103,17 +65,45 @@ def _run(args, env):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def timed(fn):
+def console_script():
+    """The ``cellbox-nb`` console script of this interpreter (not a version manager's shim), else the one on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "cellbox-nb")
+    return here if os.access(here, os.X_OK) else shutil.which("cellbox-nb")
+
+
+def run_to_first_epoch(args, env=None, marker=b"epoch 1/"):
+    """Run a ``cellbox-nb train`` command with its stderr on a pseudo-terminal (so it prints its progress line)
+    and time it from just before the process is created.
+
+    Returns a dict: first_epoch_s (wall seconds until ``marker``, the first epoch's progress line, appeared;
+    None if it never did), total_s (until the process ended), returncode, stdout, stderr (the terminal's text).
+    """
+    master, slave = pty.openpty()
     t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
-def choose_repeats(one_s, budget_s=1.5, minimum=3, maximum=1000):
-    """Enough repeats for about budget_s seconds of timed calls, at least ``minimum``."""
-    if one_s <= 0:
-        return maximum
-    return int(min(maximum, max(minimum, math.ceil(budget_s / one_s))))
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks, first = [], None
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if first is None and marker in b"".join(chunks[-2:]):
+                first = time.perf_counter() - t0
+        elif proc.poll() is not None:
+            break
+    out = proc.stdout.read()
+    proc.wait()
+    total = time.perf_counter() - t0
+    os.close(master)
+    proc.stdout.close()
+    return {"first_epoch_s": first, "total_s": total, "returncode": proc.returncode,
+            "stdout": out.decode(errors="replace"), "stderr": b"".join(chunks).decode(errors="replace")}
 
 
 def apply_threads(n):
@@ -124,14 +114,6 @@ def apply_threads(n):
 
     numba.set_num_threads(n)
     os.environ["NUMBA_NUM_THREADS"] = str(n)
-
-
-def loadavg():
-    """1-minute load average (other processes on a shared machine slow the timings down), or None."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def log(msg):

@@ -17,6 +17,7 @@ from cellbox_nb.errors import ConfigError
 
 from ._common import (check_output_path, info, json_option, one_line, out_option, print_json, run_command,
                       seed_option)
+from .bench import bench
 
 
 def _version() -> str:
@@ -32,6 +33,9 @@ def _version() -> str:
 @click.version_option(version=_version(), prog_name="cellbox-nb")
 def cli():
     """Learn CellBox networks dx/dt = alpha*tanh(W x - u) - x from perturbation data."""
+
+
+cli.add_command(bench)
 
 
 @cli.command()
