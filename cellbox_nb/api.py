@@ -13,6 +13,7 @@ from . import config
 from .core import status as st
 from .core.adjoint import LOSS_MAE, LOSS_MSE, loss_grad_batch
 from .core.forward import NSTAGE, solve_batch
+from .core.lockstep import loss_grad_lockstep, solve_lockstep
 from .errors import ConfigError, InputDataError, NumericalError
 
 BACKENDS = ("cpu", "cuda")
@@ -148,7 +149,13 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
                                       dtype=_precision(precision, backend))
     else:
         _precision(precision, backend)
-        X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
+        M, n = U.shape
+        if n >= config.LOCKSTEP_MIN_N:
+            with _single_threaded_blas(True):
+                X, status, stats = solve_lockstep(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta,
+                                                  _lockstep_blocks(M, n))
+        else:
+            X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
     if on_failure == "raise" and np.any(status != st.SUCCESS):
         raise SolveError(f"solve failed: {st.describe(status)}", status)
     if full_output:
@@ -167,6 +174,12 @@ def _precision(precision, backend):
 def _grad_chunks(M, n):
     per_chunk = 8 * (n * n + 2 * n) + 1
     return max(1, min(M, config.GRAD_CHUNK_BYTES // per_chunk))
+
+
+def _lockstep_blocks(M, n):
+    """Number of lockstep blocks: about LOCKSTEP_BLOCK conditions each, within the dL/dW memory budget; fixed by
+    M and n alone, so results do not depend on the thread count."""
+    return max(1, min(-(-M // config.LOCKSTEP_BLOCK), _grad_chunks(M, n)))
 
 
 def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,
@@ -239,10 +252,12 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
             max_dense_steps=max_dense_steps, dtype=_precision(precision, backend))
     else:
         _precision(precision, backend)
-        n_chunks = _grad_chunks(M, n)
         defer_rows = config.DEFER_DW_ROWS if n >= config.DEFER_DW_MIN_N else 0
-        with _single_threaded_blas(defer_rows > 0):  # the products run inside the parallel loop over chunks
-            loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
+        lockstep = n >= config.LOCKSTEP_MIN_N
+        kernel = loss_grad_lockstep if lockstep else loss_grad_batch
+        n_chunks = _lockstep_blocks(M, n) if lockstep else _grad_chunks(M, n)
+        with _single_threaded_blas(lockstep or defer_rows > 0):  # products run inside the parallel loop
+            loss_c, gWc, gac, gdc, X, status, stats = kernel(
                 W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,
                 n_chunks, dense_init, max_dense_steps, defer_rows)
         gW = _ordered_sum(gWc)

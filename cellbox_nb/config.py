@@ -22,6 +22,8 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 # thread count), each chunk sums its conditions in order, then chunks are summed in order.
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
 DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "200"))  # from this n on, dL/dW by matrix products
+LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
+LOCKSTEP_BLOCK = int(os.environ.get("CELLBOX_NB_LOCKSTEP_BLOCK", "16"))  # conditions per lockstep block
 DEFER_DW_ROWS = 384  # dL/dW terms buffered per chunk before one product (64 backward steps x 6 stages)
 CUDA_TPB = 128  # threads per block of the elementwise CUDA kernels
 CUDA_TILE = 16  # tile edge of the shared-memory matrix-product kernel (TILE x TILE threads per block)

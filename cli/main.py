@@ -18,6 +18,7 @@ from cellbox_nb.errors import ConfigError
 from ._common import (check_output_path, info, json_option, one_line, out_option, print_json, run_command,
                       seed_option)
 from .bench import bench
+from .sweep import sweep
 
 
 def _version() -> str:
@@ -36,6 +37,7 @@ def cli():
 
 
 cli.add_command(bench)
+cli.add_command(sweep)
 
 
 @cli.command()
@@ -138,8 +140,10 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
     from cellbox_nb.data.dataset import simulate as simulate_dataset
     from cellbox_nb.data.load import load_data
     from cellbox_nb.fit.config import load_config_file, parse_set, resolve
+    from cellbox_nb.fit.mpi import from_environment
     from cellbox_nb.fit.train import train as run_train
 
+    parallel = from_environment()  # started by mpirun with N > 1 ranks: split the conditions across them
     layers = [load_config_file(config_file) if config_file else {}]
     cli_layer = {k: v for k, v in (("network", network), ("epochs", epochs), ("lr", lr), ("seed", seed),
                                    ("partition", partition), ("drug", drug)) if v is not None}
@@ -170,7 +174,7 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
 
     for sig in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, on_signal)
-    show = not quiet and sys.stderr.isatty()
+    show = not quiet and sys.stderr.isatty() and (parallel is None or parallel.is_root)
     last = [0.0]
 
     def progress(epoch, total, train_loss, val_loss):
@@ -180,7 +184,9 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
             click.echo(f"\repoch {epoch}/{total}  train {train_loss:.3e}  val {val_loss:.3e}", err=True, nl=False)
 
     res = run_train(ds, cfg, out, resume=resume, progress=progress,
-                    stop_requested=lambda: received[0] if received else None)
+                    stop_requested=lambda: received[0] if received else None, parallel=parallel)
+    if parallel is not None and not parallel.is_root:
+        return
     if show:
         click.echo("", err=True)
     metrics = res["metrics"] or {}

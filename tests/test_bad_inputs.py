@@ -95,11 +95,11 @@ def test_manifest_is_well_formed_and_uses_every_file():
     assert len(ids) >= 40 and len(set(ids)) == len(ids)
     assert len(SUBPROCESS_CASES) >= 3
     used = " ".join(" ".join(c["args"]) for c in CASES)
-    controls = {"hdf5/good.h5", "hdf5/fit_good.h5", "cellbox/good"}
+    controls = {"hdf5/good.h5", "hdf5/fit_good.h5", "cellbox/good", "sweep/good.yaml"}
     for c in CASES:
         assert set(c) <= {"id", "code", "args", "message", "subprocess"}, c
         assert c["code"] in (2, 3) and c["message"].strip() and "\n" not in c["message"], c
-    for kind in ("network", "config", "hdf5", "cellbox"):
+    for kind in ("network", "config", "hdf5", "cellbox", "sweep"):
         for entry in sorted((CORPUS / kind).iterdir()):
             rel = f"{kind}/{entry.name}"
             assert rel in controls or "{dir}/" + rel in used, f"{rel} is in the corpus but no case uses it"

@@ -110,7 +110,13 @@ def _unnum(x):
 class Trainer:
     """Fit one dataset with one resolved config, writing ``out_path`` (see :mod:`cellbox_nb.fit.store`)."""
 
-    def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None):
+    def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None, parallel=None):
+        # parallel: None, or a condition splitter (cellbox_nb.fit.mpi.Conditions) whose loss_and_grad and solve
+        # sum over all ranks; then only its root writes the results file
+        self.parallel = parallel
+        self._loss_and_grad = parallel.loss_and_grad if parallel else loss_and_grad
+        self._solve = parallel.solve if parallel else solve
+        self._writes = parallel is None or parallel.is_root
         dataset.validate()
         dataset = apply_node_roles(cfg, dataset)
         self.ds = dataset
@@ -136,6 +142,8 @@ class Trainer:
         return st
 
     def start(self, resume=False):
+        if self.parallel:  # every rank has checked its inputs before the root writes anything
+            self.parallel.barrier()
         if resume:
             saved = read_fit(self.out, with_checkpoint=True)
             if saved["status"] in FINAL_STATUSES:
@@ -182,9 +190,9 @@ class Trainer:
             return None, None
         p = st.params
         try:
-            L, g = loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
-                                 rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask,
-                                 backend=cfg["backend"])
+            L, g = self._loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
+                                       rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask,
+                                       backend=cfg["backend"])
         except SolveError:
             return math.nan, None
         keys = self._free_keys()
@@ -197,8 +205,8 @@ class Trainer:
         if idx.size == 0:
             return math.nan
         try:
-            X = solve(params["W"], params["alpha"], self.ds.U[idx], self.ds.t, rtol=self.cfg["rtol"],
-                      atol=self.cfg["atol"], decay=params["d"], backend=self.cfg["backend"])
+            X = self._solve(params["W"], params["alpha"], self.ds.U[idx], self.ds.t, rtol=self.cfg["rtol"],
+                            atol=self.cfg["atol"], decay=params["d"], backend=self.cfg["backend"])
         except SolveError:
             return math.nan
         return _loss_value(X, np.nan_to_num(self.ds.Y[idx]), self.mask[idx], self.cfg["loss"])
@@ -253,6 +261,8 @@ class Trainer:
                 status = "early_stopped"
                 break
             signame = self.stop_requested()
+            if self.parallel:
+                signame = self.parallel.first(signame)
             if signame:
                 self._write("interrupted")
                 raise Interrupted(f"stopped by {signame} after epoch {st.epoch}; checkpoint written to "
@@ -293,6 +303,8 @@ class Trainer:
 
     # -- output ---------------------------------------------------------------------------------------------
     def _write(self, status, predictions=None, metrics=None):
+        if not self._writes:
+            return
         st = self.state
         write_fit(self.out, status=status, config=self.cfg, dataset=self.ds, split=self.split,
                   history=st.history, final=st.params, best=st.best, best_epoch=st.best_epoch,
@@ -303,8 +315,8 @@ class Trainer:
         st = self.state
         best = st.best
         try:
-            X = solve(best["W"], best["alpha"], self.ds.U, self.ds.t, rtol=self.cfg["rtol"], atol=self.cfg["atol"],
-                      decay=best["d"], on_failure="nan", backend=self.cfg["backend"])
+            X = self._solve(best["W"], best["alpha"], self.ds.U, self.ds.t, rtol=self.cfg["rtol"],
+                            atol=self.cfg["atol"], decay=best["d"], on_failure="nan", backend=self.cfg["backend"])
         except SolveError:  # pragma: no cover - on_failure="nan" does not raise
             X = None
         metrics = evaluate(self.ds, self.split, best, X, self.cfg["loss"])
@@ -316,6 +328,9 @@ class Trainer:
             raise NumericalError(f"training stopped after {self.cfg['max_rejections']} consecutive rejected steps "
                                  f"(solver failure or non-finite gradient) at epoch {st.epoch}; the results file "
                                  f"'{self.out}' keeps the last good parameters (try a smaller lr)")
+        if not self._writes:
+            return {"status": status, "metrics": metrics, "final": st.params, "best": best,
+                    "best_epoch": st.best_epoch}
         return read_fit(self.out)
 
 
@@ -351,6 +366,10 @@ def evaluate(ds, split, params, X, loss_kind="mae"):
     return out
 
 
-def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested=None):
-    """Fit ``dataset`` with the resolved config ``cfg``; write and return the results (see read_fit)."""
-    return Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested).start(resume=resume)
+def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested=None, parallel=None):
+    """Fit ``dataset`` with the resolved config ``cfg``; write and return the results (see read_fit).
+
+    ``parallel``: split the conditions across MPI ranks (:func:`cellbox_nb.fit.mpi.from_environment`); ranks other
+    than the root write nothing and return only status, metrics and parameters."""
+    return Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested,
+                   parallel=parallel).start(resume=resume)

@@ -1,0 +1,423 @@
+"""Blocks of conditions stepped in lockstep, so that each stage's products with W are one matrix product.
+
+Same algorithm as forward_one / backward_one (the same tableau, controller, hard stops, jumps, dense store and
+quadrature), but B conditions advance together: in each iteration every unfinished condition of the block takes
+one trial step *of its own size*, and the B stage arguments of a stage are multiplied by W in one call to
+``np.dot`` (BLAS), instead of B matrix-vector products that each stream W through the cache.  Step sizes stay per
+condition, so a condition takes the same steps as alone; only the summation order inside the matrix product
+differs (results agree with the per-condition kernels to rounding, about 1e-15 relative).
+
+For large n a matrix-vector product runs at memory speed (W no longer fits in cache) and at a fraction of the
+machine's matrix-product rate even when it does; a matrix product with B rows reuses each element of W B times.
+Used by loss_grad_batch for n >= config.LOCKSTEP_MIN_N; the caller runs BLAS on one thread (the blocks themselves
+run in parallel), and results do not depend on the thread count because blocks are fixed by M and n alone.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import driver, kernel
+from . import status as st
+from .adjoint import NQUAD, _locate, adjoint_atol, observation_loss
+from .controller import min_step, rms_error_norm, step_factor
+from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_products, stage_state
+from .rhs import adjoint_rhs_z, matvec_minus
+from .tableau import B as BW
+from .tableau import C
+from .tanh import tanh
+
+
+@kernel
+def _grow_block(dt, dx, dk, dz, cap):
+    """The block's dense store with room for `cap` steps per condition."""
+    nb, m, n = dx.shape
+    ndt = np.zeros((nb, cap + 1))
+    ndx = np.empty((nb, cap, n))
+    ndk = np.empty((nb, cap, NSTAGE, n))
+    ndz = np.empty((nb, cap, NSTAGE + 1, n))
+    ndt[:, : m + 1] = dt
+    ndx[:, :m] = dx
+    ndk[:, :m] = dk
+    ndz[:, :m] = dz
+    return ndt, ndx, ndk, ndz
+
+
+@kernel
+def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, xobs, store, cap, max_dense_steps):
+    """Forward pass of the conditions U (nb, n) in lockstep, storing the dense trajectory of each.
+
+    xobs (nb, T, n) output; store False skips the dense store (cap is then ignored).  Returns status, n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the dense store
+    dt (nb, S+1), dx (nb, S, n), dk (nb, S, 7, n), dz (nb, S, 8, n) laid out as forward_one's, one row per
+    condition (S >= every n_st).
+    """
+    nb, n = U.shape
+    T = t_obs.shape[0]
+    X = np.zeros((nb, n))
+    K = np.empty((nb, NSTAGE, n))
+    ZB = np.empty((nb, NSTAGE, n))
+    XN = np.empty((nb, n))
+    err = np.empty(n)
+    Xg = np.empty((nb, n))
+    t = np.zeros(nb)
+    h = np.empty(nb)
+    hst = np.empty(nb)
+    hit = np.zeros(nb, dtype=np.bool_)
+    status = np.zeros(nb, dtype=np.int64)
+    n_acc = np.zeros(nb, dtype=np.int64)
+    n_rej = np.zeros(nb, dtype=np.int64)
+    nfev = np.zeros(nb, dtype=np.int64)
+    n_st = np.zeros(nb, dtype=np.int64)
+    k_obs = np.zeros(nb, dtype=np.int64)
+    rejected_last = np.zeros(nb, dtype=np.bool_)
+    err_prev = np.ones(nb)
+    done = np.zeros(nb, dtype=np.bool_)
+    act = np.empty(nb, dtype=np.int64)
+    if not store:
+        cap = 0
+    dt = np.zeros((nb, cap + 1))
+    dx = np.empty((nb, cap, n))
+    dk = np.empty((nb, cap, NSTAGE, n))
+    dz = np.empty((nb, cap, NSTAGE + 1, n))
+    xobs[:] = np.nan
+    for b in range(nb):
+        for i in range(n):  # x(0) = 0: z = -u and f = alpha tanh(-u)
+            ZB[b, 0, i] = -U[b, i]
+            K[b, 0, i] = alpha[i] * tanh(-U[b, i]) - d[i] * 0.0
+        nfev[b] = 1
+        if h_init > 0.0:
+            h[b] = min(h_init, t_obs[0])
+        else:
+            h[b] = initial_step(WT, alpha, d, U[b], X[b], K[b, 0], t_obs[0], rtol, atol, XN[b], err, Xg[b])
+            nfev[b] += 1
+    while True:
+        na = 0
+        for b in range(nb):
+            if done[b]:
+                continue
+            if n_acc[b] + n_rej[b] >= max_steps:
+                status[b] = st.MAX_STEPS
+                done[b] = True
+                continue
+            if h[b] < min_step(t[b]):
+                status[b] = st.DT_UNDERFLOW
+                done[b] = True
+                continue
+            t_target = t_obs[k_obs[b]]
+            hit[b] = t[b] + h[b] >= t_target
+            hst[b] = t_target - t[b] if hit[b] else h[b]
+            act[na] = b
+            na += 1
+        if na == 0:
+            break
+        for s in range(1, NSTAGE):
+            for r in range(na):
+                b = act[r]
+                stage_state(X[b], K[b], hst[b], s, Xg[r])
+            Zg = np.dot(Xg[:na], WT)
+            for r in range(na):
+                b = act[r]
+                for i in range(n):
+                    z = Zg[r, i] - U[b, i]
+                    ZB[b, s, i] = z
+                    K[b, s, i] = alpha[i] * tanh(z) - d[i] * Xg[r, i]
+        # Xg rows now hold each condition's last stage argument, the step's end state (FSAL)
+        for r in range(na):
+            b = act[r]
+            nfev[b] += NSTAGE - 1
+            h_step = hst[b]
+            error_estimate(K[b], h_step, err)
+            en = rms_error_norm(err, X[b], Xg[r], rtol, atol)
+            accept = en <= 1.0
+            factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
+            if not accept:
+                n_rej[b] += 1
+                rejected_last[b] = True
+                h[b] = h_step * factor
+                continue
+            t_end = t_obs[k_obs[b]] if hit[b] else t[b] + h_step
+            if store:
+                p = n_st[b]
+                if p == dx.shape[1]:
+                    if p >= max_dense_steps:
+                        status[b] = st.DENSE_OVERFLOW
+                        done[b] = True
+                        continue
+                    dt, dx, dk, dz = _grow_block(dt, dx, dk, dz, min(2 * p, max_dense_steps))
+                dx[b, p] = X[b]
+                dk[b, p] = K[b]
+                dz[b, p, 0] = ZB[b, 0]
+                stage_products(ZB[b], h_step, dz[b, p, 1:])
+                if p > 0:
+                    dz[b, p - 1, NSTAGE] = dz[b, p, 1]
+                dt[b, p + 1] = t_end
+                n_st[b] = p + 1
+            t[b] = t_end
+            X[b] = Xg[r]
+            K[b, 0] = K[b, NSTAGE - 1]
+            ZB[b, 0] = ZB[b, NSTAGE - 1]
+            n_acc[b] += 1
+            rejected_last[b] = False
+            err_prev[b] = max(en, 1e-4)
+            h_new = h_step * factor
+            if hit[b]:
+                h_new = max(h_new, h[b])
+                xobs[b, k_obs[b]] = X[b]
+                k_obs[b] += 1
+                if k_obs[b] == T:
+                    done[b] = True
+            h[b] = h_new
+            finite = True
+            for i in range(n):
+                if not np.isfinite(X[b, i]):
+                    finite = False
+            if not finite:
+                status[b] = st.NONFINITE
+                done[b] = True
+    for b in range(nb):
+        if store and n_st[b] > 0 and status[b] == st.SUCCESS:
+            for i in range(n):
+                err[i] = 0.0
+            matvec_minus(WT, K[b, 0], err, dz[b, n_st[b] - 1, NSTAGE])
+    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk, dz
+
+
+@kernel
+def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, w, z):
+    """Add the jump dl/dx(t_k) of condition b to lam and recompute its first stage; returns the step index."""
+    n = lam.shape[1]
+    for i in range(n):
+        lam[b, i] += DL[b, k, i]
+        LS[b, 0, i] = lam[b, i]
+    p = _locate(dt[b], n_st[b], p, t)
+    dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p, t, w, XS[b, 0], z)
+    adjoint_rhs_z(W, alpha, d, z, LS[b, 0], TH[b, 0], GS[b, 0], KL[b, 0])
+    return p
+
+
+@kernel
+def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, dt, dx, dk, dz, n_st, run,
+                   gW, galpha, gd, Gq, Xq):
+    """Backward pass of a block in lockstep (backward_one for each condition b with run[b]).
+
+    DL (nb, T, n) jumps, atol and h_init (nb,) per condition, the dense store of forward_block.  gW, galpha, gd
+    accumulate (+=); Gq, Xq as in backward_one (Q = 0: direct rank-6 updates).  Returns status, n_acc, n_rej,
+    n_fev (nb,).
+    """
+    nb, T, n = DL.shape
+    lam = np.zeros((nb, n))
+    LS = np.empty((nb, NSTAGE, n))
+    KL = np.empty((nb, NSTAGE, n))
+    XS = np.empty((nb, NSTAGE, n))
+    TH = np.empty((nb, NSTAGE, n))
+    GS = np.empty((nb, NSTAGE, n))
+    Gg = np.empty((nb, n))
+    z = np.empty(n)
+    err = np.empty(n)
+    w = np.empty(NSTAGE)
+    coef = np.empty(NQUAD)
+    t = np.full(nb, t_obs[T - 1])
+    h = h_init.copy()
+    hst = np.empty(nb)
+    hit = np.zeros(nb, dtype=np.bool_)
+    seg = np.full(nb, T - 1, dtype=np.int64)
+    p = n_st - 1
+    status = np.zeros(nb, dtype=np.int64)
+    n_acc = np.zeros(nb, dtype=np.int64)
+    n_rej = np.zeros(nb, dtype=np.int64)
+    nfev = np.zeros(nb, dtype=np.int64)
+    rejected_last = np.zeros(nb, dtype=np.bool_)
+    err_prev = np.ones(nb)
+    done = ~run
+    act = np.empty(nb, dtype=np.int64)
+    nq = Gq.shape[0]
+    q = 0
+    for b in range(nb):
+        if run[b]:
+            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, w, z)
+            nfev[b] = 1
+    while True:
+        na = 0
+        for b in range(nb):
+            if done[b]:
+                continue
+            if n_acc[b] + n_rej[b] >= max_steps:
+                status[b] = st.MAX_STEPS
+                done[b] = True
+                continue
+            if h[b] < min_step(t[b]):
+                status[b] = st.DT_UNDERFLOW
+                done[b] = True
+                continue
+            t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
+            hit[b] = t[b] - h[b] <= t_stop
+            hst[b] = t[b] - t_stop if hit[b] else h[b]
+            act[na] = b
+            na += 1
+        if na == 0:
+            break
+        for s in range(1, NSTAGE):
+            for r in range(na):
+                b = act[r]
+                stage_state(lam[b], KL[b], hst[b], s, LS[b, s])
+                t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
+                ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
+                p[b] = _locate(dt[b], n_st[b], p[b], ts)
+                dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p[b], ts, w, XS[b, s], z)
+                for i in range(n):
+                    ti = tanh(z[i])
+                    TH[b, s, i] = ti
+                    g = alpha[i] * (1.0 - ti * ti) * LS[b, s, i]
+                    GS[b, s, i] = g
+                    Gg[r, i] = g
+            Rg = np.dot(Gg[:na], W)
+            for r in range(na):
+                b = act[r]
+                for i in range(n):
+                    KL[b, s, i] = Rg[r, i] - d[i] * LS[b, s, i]
+        for r in range(na):
+            b = act[r]
+            nfev[b] += NSTAGE - 1
+            h_step = hst[b]
+            error_estimate(KL[b], h_step, err)
+            en = rms_error_norm(err, lam[b], LS[b, NSTAGE - 1], rtol, atol[b])
+            accept = en <= 1.0
+            factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
+            if not accept:
+                n_rej[b] += 1
+                rejected_last[b] = True
+                h[b] = h_step * factor
+                continue
+            for s in range(NQUAD):
+                coef[s] = h_step * BW[s]
+            if nq > 0:
+                if q + NQUAD > nq:
+                    gW += np.dot(Gq[:q].T, Xq[:q])
+                    q = 0
+                for s in range(NQUAD):
+                    for i in range(n):
+                        Gq[q, i] = coef[s] * GS[b, s, i]
+                        Xq[q, i] = XS[b, s, i]
+                    q += 1
+            for i in range(n):
+                if nq == 0:
+                    c0 = coef[0] * GS[b, 0, i]
+                    c1 = coef[1] * GS[b, 1, i]
+                    c2 = coef[2] * GS[b, 2, i]
+                    c3 = coef[3] * GS[b, 3, i]
+                    c4 = coef[4] * GS[b, 4, i]
+                    c5 = coef[5] * GS[b, 5, i]
+                    for j in range(n):
+                        gW[i, j] += (c0 * XS[b, 0, j] + c1 * XS[b, 1, j] + c2 * XS[b, 2, j]
+                                     + c3 * XS[b, 3, j] + c4 * XS[b, 4, j] + c5 * XS[b, 5, j])
+                acc_a = 0.0
+                acc_d = 0.0
+                for s in range(NQUAD):
+                    acc_a += coef[s] * LS[b, s, i] * TH[b, s, i]
+                    acc_d += coef[s] * LS[b, s, i] * XS[b, s, i]
+                galpha[i] += acc_a
+                gd[i] -= acc_d
+            t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
+            t[b] = t_stop if hit[b] else t[b] - h_step
+            for i in range(n):
+                lam[b, i] = LS[b, NSTAGE - 1, i]
+            LS[b, 0] = LS[b, NSTAGE - 1]
+            KL[b, 0] = KL[b, NSTAGE - 1]
+            XS[b, 0] = XS[b, NSTAGE - 1]
+            TH[b, 0] = TH[b, NSTAGE - 1]
+            GS[b, 0] = GS[b, NSTAGE - 1]
+            n_acc[b] += 1
+            rejected_last[b] = False
+            err_prev[b] = max(en, 1e-4)
+            h_new = h_step * factor
+            h[b] = max(h_new, h[b]) if hit[b] else h_new
+            finite = True
+            for i in range(n):
+                if not np.isfinite(lam[b, i]):
+                    finite = False
+            if not finite:
+                status[b] = st.NONFINITE
+                done[b] = True
+                continue
+            if hit[b]:
+                if seg[b] == 0:
+                    done[b] = True
+                else:
+                    seg[b] -= 1
+                    p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH,
+                                 GS, w, z)
+                    nfev[b] += 1
+                    rejected_last[b] = False
+                    err_prev[b] = 1.0
+    if q > 0:
+        gW += np.dot(Gq[:q].T, Xq[:q])
+    return status, n_acc, n_rej, nfev
+
+
+@driver
+def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
+                       max_steps, beta, n_blocks, dense_init, max_dense_steps, defer_rows):
+    """loss_grad_batch with each chunk of conditions stepped as one lockstep block (same inputs and outputs)."""
+    M, n = U.shape
+    T = t_obs.shape[0]
+    WT = np.ascontiguousarray(W.T)
+    loss_c = np.zeros(M)
+    xobs = np.empty((M, T, n))
+    status = np.zeros(M, dtype=np.int64)
+    stats = np.zeros((M, 6), dtype=np.int64)
+    gW = np.zeros((n_blocks, n, n))
+    galpha = np.zeros((n_blocks, n))
+    gd = np.zeros((n_blocks, n))
+    for ch in prange(n_blocks):
+        c_lo = ch * M // n_blocks
+        c_hi = (ch + 1) * M // n_blocks
+        nb = c_hi - c_lo
+        res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
+                            xobs[c_lo:c_hi], True, dense_init, max_dense_steps)
+        DL = np.zeros((nb, T, n))
+        aat = np.empty(nb)
+        run = np.zeros(nb, dtype=np.bool_)
+        for b in range(nb):
+            c = c_lo + b
+            stats[c, 0] = res[1][b]
+            stats[c, 1] = res[2][b]
+            stats[c, 2] = res[3][b]
+            if res[0][b] != st.SUCCESS:
+                status[c] = res[0][b]
+                continue
+            loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, DL[b])
+            aat[b] = adjoint_atol(DL[b], artol, aatol)
+            run[b] = True
+        Gq = np.empty((defer_rows, n))
+        Xq = np.empty((defer_rows, n))
+        bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
+                              res[9], res[4], run, gW[ch], galpha[ch], gd[ch], Gq, Xq)
+        for b in range(nb):
+            c = c_lo + b
+            if run[b]:
+                status[c] = bres[0][b]
+                stats[c, 3] = bres[1][b]
+                stats[c, 4] = bres[2][b]
+                stats[c, 5] = bres[3][b]
+    return loss_c, gW, galpha, gd, xobs, status, stats
+
+
+@driver
+def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n_blocks):
+    """solve_batch with each of n_blocks fixed blocks of conditions stepped in lockstep (same outputs)."""
+    M, n = U.shape
+    T = t_obs.shape[0]
+    WT = np.ascontiguousarray(W.T)
+    xobs = np.empty((M, T, n))
+    status = np.zeros(M, dtype=np.int64)
+    stats = np.zeros((M, 3), dtype=np.int64)
+    for ch in prange(n_blocks):
+        c_lo = ch * M // n_blocks
+        c_hi = (ch + 1) * M // n_blocks
+        res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
+                            xobs[c_lo:c_hi], False, 0, 0)
+        for b in range(c_hi - c_lo):
+            status[c_lo + b] = res[0][b]
+            stats[c_lo + b, 0] = res[1][b]
+            stats[c_lo + b, 1] = res[2][b]
+            stats[c_lo + b, 2] = res[3][b]
+    return xobs, status, stats

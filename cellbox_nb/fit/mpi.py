@@ -1,0 +1,146 @@
+"""One fit split across MPI ranks by conditions (optional extra ``[mpi]``: mpi4py).
+
+Every rank holds the whole dataset and the same parameters, takes a contiguous block of each batch's conditions
+(rank r of R gets conditions [r M / R, (r + 1) M / R) of the M in the batch), and computes on that block only:
+
+- ``loss_and_grad``: each rank's loss and gradient times its count of observed entries (per-block sums), then one
+  ``Allreduce`` (sum) of the flat buffer ``[failed, count, loss sum, dL/dW, dL/dalpha, dL/dd]`` and a division by
+  the total count.  The same numbers as one process up to the order of the sum over blocks (about 1e-16 relative);
+- ``solve``: each rank solves its block and ``Allgatherv`` assembles X (bitwise the single-process X: the solver
+  takes per-condition steps, so a condition's result does not depend on its batch).
+
+A solver failure on any rank is a failure on every rank (the ``failed`` entry), so all ranks reject the same
+step and stay in lockstep; every rank then applies the same Adam update.  Only rank 0 writes the results file
+(:class:`cellbox_nb.fit.train.Trainer` asks ``is_root``), and a stop request (SIGTERM) counts when any rank has one.
+
+Use: ``mpirun -n N cellbox-nb train ...``: the command finds the MPI launcher's environment
+(:func:`from_environment`) and trains this way, each rank with its share of the cores as Numba threads
+(:func:`rank_threads`) and one BLAS thread.  ``--out`` must be on a file system every rank sees for ``--resume``.
+"""
+
+import os
+
+import numpy as np
+
+from ..api import SolveError, loss_and_grad, solve
+from ..core import status as st
+from ..errors import ConfigError, InputDataError
+from .threads import cores_available, limit_threads
+
+# variables the common MPI launchers set in every rank's environment (Open MPI, MPICH/Hydra and Intel MPI, MVAPICH)
+LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_ranks():
+    """The world size an MPI launcher announced in the environment (1 when not started by one)."""
+    for name in LAUNCHER_SIZE_VARS:
+        value = os.environ.get(name, "").strip()
+        if value.isdecimal():
+            return int(value)
+    return 1
+
+
+def from_environment():
+    """A :class:`Conditions` splitter over COMM_WORLD when started by an MPI launcher with more than one rank,
+    else None (ConfigError when mpi4py is missing)."""
+    if launched_ranks() <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ConfigError(f"started by an MPI launcher with {launched_ranks()} ranks, but mpi4py is not installed "
+                          f"(pip install 'cellbox-nb[mpi]')") from None
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() <= 1:
+        return None
+    limit_threads(rank_threads(comm))
+    return Conditions(comm)
+
+
+def rank_threads(comm):
+    """Numba threads for this rank: its cores (SLURM_CPUS_PER_TASK or affinity mask) shared with the ranks on the
+    same node whose affinity masks overlap its own (all of them when the launcher does not bind ranks to cores)."""
+    from mpi4py import MPI
+
+    cores = cores_available()
+    mine = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        masks = node.allgather(mine)
+    finally:
+        node.Free()
+    sharing = sum(1 for other in masks if other & mine) if mine else len(masks)
+    return max(1, cores // max(1, sharing))
+
+
+class Conditions:
+    """Loss, gradient and solve over a condition axis split across the ranks of ``comm`` (see the module doc)."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.is_root = self.rank == 0
+
+    def block(self, M, rank=None):
+        """``(lo, hi)``: the contiguous block of M conditions that ``rank`` (default: this rank) takes."""
+        r = self.rank if rank is None else rank
+        return r * M // self.size, (r + 1) * M // self.size
+
+    def loss_and_grad(self, W, alpha, U, t, Y, *, mask=None, decay=None, **options):
+        """:func:`cellbox_nb.api.loss_and_grad` over all ranks' conditions (same arguments, same result)."""
+        from mpi4py import MPI
+
+        U = np.asarray(U)
+        Y = np.asarray(Y)
+        n = U.shape[1]
+        lo, hi = self.block(U.shape[0])
+        local_mask = None if mask is None else np.asarray(mask)[lo:hi]
+        count = float(Y[lo:hi].size if mask is None else np.count_nonzero(local_mask))
+        buf = np.zeros(3 + n * n + 2 * n)
+        buf[1] = count
+        if count > 0:
+            try:
+                L, g = loss_and_grad(W, alpha, U[lo:hi], t, Y[lo:hi], mask=local_mask, decay=decay, **options)
+                buf[2] = L * count
+                buf[3:] = np.concatenate([g["W"].ravel(), g["alpha"], g["d"]]) * count
+            except SolveError:
+                buf[0] = 1.0
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        if buf[0] > 0:
+            raise SolveError(f"loss_and_grad failed on {int(buf[0])} of {self.size} MPI ranks", np.zeros(0))
+        total = buf[1]
+        if total == 0:
+            raise InputDataError("mask: no observed entries")
+        g = buf[3:] / total
+        return buf[2] / total, {"W": g[:n * n].reshape(n, n), "alpha": g[n * n:n * n + n], "d": g[n * n + n:]}
+
+    def solve(self, W, alpha, U, t, *, on_failure="raise", **options):
+        """:func:`cellbox_nb.api.solve` over all ranks' conditions (bitwise the single-process X)."""
+        from mpi4py import MPI
+
+        U = np.asarray(U)
+        M, n, T = U.shape[0], U.shape[1], np.size(t)
+        lo, hi = self.block(M)
+        X = np.empty((M, T, n))
+        status = np.zeros(M, dtype=np.int64)
+        if hi > lo:
+            Xb, info = solve(W, alpha, U[lo:hi], t, on_failure="nan", full_output=True, **options)
+            X[lo:hi] = Xb
+            status[lo:hi] = info["status"]
+        bounds = [self.block(M, r) for r in range(self.size)]
+        sizes = [(b - a) * T * n for a, b in bounds]
+        offsets = [a * T * n for a, _ in bounds]
+        self.comm.Allgatherv(MPI.IN_PLACE, [X, sizes, offsets, MPI.DOUBLE])
+        self.comm.Allgatherv(MPI.IN_PLACE, [status, [b - a for a, b in bounds], [a for a, _ in bounds], MPI.INT64_T])
+        if on_failure == "raise" and np.any(status != st.SUCCESS):
+            raise SolveError(f"solve failed: {st.describe(status)}", status)
+        return X
+
+    def first(self, value):
+        """The first value that is not None in rank order, on every rank (a collective call): ranks agree on a
+        stop request that reached only some of them."""
+        return next((v for v in self.comm.allgather(value) if v is not None), None)
+
+    def barrier(self):
+        self.comm.Barrier()

@@ -1,0 +1,76 @@
+"""Lockstep blocks (core.lockstep) against the per-condition kernels: same steps, same statuses, results equal to
+rounding (the matrix product sums in another order): 1e-13 relative for x(t_k) and the loss, 1e-12 for the gradient."""
+
+import numpy as np
+import pytest
+
+import cellbox_nb as cb
+from cellbox_nb import config
+from conftest import random_problem, run_with_threads
+
+
+def _both(monkeypatch, fn):
+    monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 10**9)
+    ref = fn()
+    monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 1)
+    monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 3)  # 11 conditions: blocks of 3, 3, 3, 2 (uneven)
+    return ref, fn()
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("h0", [None, 0.01])
+def test_forward_same_steps_and_values(monkeypatch, h0):
+    W, alpha, U, t = random_problem(17, 11, seed=3)
+    (X0, i0), (X1, i1) = _both(monkeypatch, lambda: cb.solve(W, alpha, U, t, h0=h0, full_output=True))
+    assert np.array_equal(i1["stats"], i0["stats"]) and np.array_equal(i1["status"], i0["status"])
+    assert _rel(X1, X0) <= 1e-13
+
+
+@pytest.mark.parametrize("loss", ["mae", "mse"])
+def test_gradient_same_steps_and_values(monkeypatch, loss):
+    W, alpha, U, t = random_problem(17, 11, seed=4)
+    Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(0).normal(size=(11, t.size, 17))
+    mask = np.random.default_rng(1).uniform(size=Y.shape) > 0.2
+    (L0, g0, i0), (L1, g1, i1) = _both(
+        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, full_output=True))
+    assert np.array_equal(i1["stats"], i0["stats"])
+    assert abs(L1 - L0) <= 1e-13 * abs(L0)
+    for k in ("W", "alpha", "d"):
+        assert _rel(g1[k], g0[k]) <= 1e-12, k
+
+
+def test_failures_inside_a_block_match(monkeypatch):
+    """A step limit that some conditions of a block hit and others do not: same statuses, NaN rows alike."""
+    W, alpha, U, t = random_problem(17, 11, seed=5)
+    U[::3] *= 40.0  # stronger perturbations take more steps
+    steps = cb.solve(W, alpha, U, t, full_output=True)[1]["stats"][:, 0]
+    limit = int(np.median(steps))
+    (X0, i0), (X1, i1) = _both(monkeypatch, lambda: cb.solve(W, alpha, U, t, max_steps=limit, on_failure="nan",
+                                                               full_output=True))
+    assert 0 < np.sum(i0["status"] != 0) < 11
+    assert np.array_equal(i1["status"], i0["status"])
+    assert np.array_equal(np.isnan(X1), np.isnan(X0))
+    ok = ~np.isnan(X0)
+    assert _rel(X1[ok], X0[ok]) <= 1e-13
+
+
+_SCRIPT = """
+import numpy as np, sys
+sys.path.insert(0, {tests!r})
+import cellbox_nb as cb
+from conftest import random_problem
+W, alpha, U, t = random_problem(70, 37, seed=5)
+Y = cb.solve(W * 0.9, alpha, U, t)
+L, g = cb.loss_and_grad(W, alpha, U, t, Y)
+sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alpha"].tobytes().hex())
+"""
+
+
+def test_lockstep_bitwise_identical_across_thread_counts():
+    """n = 70 takes the lockstep path by default (LOCKSTEP_MIN_N = 64): 3 blocks, run on 1 and on 2 threads."""
+    assert config.LOCKSTEP_MIN_N <= 70
+    outs = [run_with_threads(_SCRIPT, threads) for threads in (1, 2)]
+    assert outs[0] == outs[1] and len(outs[0]) > 0

@@ -1,0 +1,276 @@
+"""Sweeps (`cellbox-nb sweep`): a 4-fit sweep on a 2-worker LocalCluster equals the same fits run one by one
+(bitwise), killing it midway and rerunning redoes only the unfinished fits, `--task-index` (and
+$SLURM_ARRAY_TASK_ID) reproduces a row, failed fits are reported and retried, SIGTERM exits 75 and the rerun
+finishes the sweep, and the thread budget never exceeds the cores given.  Bad specs: tests/bad_inputs (sweep/).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+pytest.importorskip("distributed", reason="cellbox-nb sweep runs on Dask distributed (pip install -e '.[test]')")
+
+from cellbox_nb._cli.main import cli  # noqa: E402
+from cellbox_nb.data.dataset import simulate  # noqa: E402
+from cellbox_nb.fit.config import resolve  # noqa: E402
+from cellbox_nb.fit.store import read_fit  # noqa: E402
+from cellbox_nb.fit.train import train  # noqa: E402
+from cellbox_nb.sweep import expand, thread_budget, worker_env  # noqa: E402
+
+CLI = [sys.executable, "-m", "cellbox_nb._cli.main"]
+# Four short LI fits that use every piece of state a resume restores (mini-batches, sampled time points, random
+# init, plateau schedule), with a checkpoint every 10 epochs; about 1-3 s each.
+BASE = {"network": "LI", "conditions": 12, "epochs": 300, "batch_size": 4, "time_points": 2, "init": "random",
+        "patience": 100000, "lr_patience": 10, "checkpoint_every": 10, "checkpoint_seconds": 1e9}
+GRID = {"data_seed": [0, 1], "lr": [0.01, 0.03]}
+POINTS = [{"data_seed": s, "lr": lr} for s in GRID["data_seed"] for lr in GRID["lr"]]  # row order: last key fastest
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("CELLBOX_NB_DEBUG", "SLURM_ARRAY_TASK_ID",
+                                                            "SLURM_CPUS_PER_TASK")}
+    env.update(extra)
+    return env
+
+
+def _write_spec(folder, spec):
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def _fits(out):
+    return sorted(p for p in os.listdir(out) if p.startswith("fit-") and p.endswith(".h5"))
+
+
+def _done(out):
+    """Names of the results files that are complete with a final status."""
+    done = []
+    if not os.path.isdir(out):
+        return done
+    for name in _fits(out):
+        try:
+            if read_fit(os.path.join(out, name))["status"] in ("finished", "early_stopped"):
+                done.append(name)
+        except Exception:  # a file being replaced right now
+            pass
+    return done
+
+
+def _assert_same_fit(a, b):
+    """Bitwise equality of everything but wall-clock times."""
+    for key in ("final", "best"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert np.array_equal(a[key][name], b[key][name]), (key, name)
+    for col in a["history"]:
+        if col != "wall_s":
+            assert np.array_equal(a["history"][col], b["history"][col], equal_nan=True), col
+    assert a["best_epoch"] == b["best_epoch"] and a["status"] == b["status"] and a["config"] == b["config"]
+    for s_a, s_b in zip(a["split"], b["split"]):
+        assert np.array_equal(s_a, s_b)
+    assert np.array_equal(a["predictions"], b["predictions"], equal_nan=True)
+    assert {k: v for k, v in a["metrics"].items() if k != "wall_s"} == \
+        {k: v for k, v in b["metrics"].items() if k != "wall_s"}
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tmp_path_factory):
+    """The four fits run one by one in this process through the plain Python API (not through the sweep code)."""
+    folder = tmp_path_factory.mktemp("serial")
+    out = []
+    for j, point in enumerate(POINTS):
+        cfg = resolve(BASE, point)
+        ds = simulate(cfg["network"], conditions=cfg["conditions"], times=cfg["times"], tfinal=cfg["tfinal"],
+                      noise=cfg["noise"], max_targets=cfg["max_targets"], seed=cfg["data_seed"])
+        out.append(train(ds, cfg, folder / f"serial{j}.h5"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """Run the sweep on a 2-worker LocalCluster, SIGKILL its whole process group once 1-3 fits are done, run it
+    again; return what each run saw."""
+    folder = tmp_path_factory.mktemp("sweep")
+    spec = _write_spec(folder, {"base": BASE, "grid": GRID})
+    out = folder / "out"
+    args = CLI + ["sweep", str(spec), "--out", str(out), "--workers", "2", "--threads", "1", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not _done(out):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Dask scheduler, nannies and workers
+    proc.wait()
+    done_at_kill = _done(out)
+    stats = {name: os.stat(out / name) for name in done_at_kill}
+    for _ in range(100):  # every process of the killed sweep is gone
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("processes of the killed sweep are still running")
+    rerun = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
+    return {"spec": spec, "out": out, "done_at_kill": done_at_kill, "stats": stats, "rerun": rerun}
+
+
+def test_sweep_equals_fits_run_one_by_one_bitwise(swept, one_by_one):
+    rows = expand({"base": BASE, "grid": GRID})
+    assert swept["rerun"].returncode == 0, swept["rerun"].stderr
+    assert len(_fits(swept["out"])) == 4
+    for row, ref in zip(rows, one_by_one):
+        _assert_same_fit(read_fit(swept["out"] / row["file"]), ref)
+
+
+def test_killed_sweep_reruns_only_unfinished_fits(swept):
+    done = swept["done_at_kill"]
+    assert 1 <= len(done) <= 3, done  # the kill landed midway
+    report = json.loads(swept["rerun"].stdout)
+    actions = {r["file"]: r["action"] for r in report["rows"]}
+    assert {f for f, a in actions.items() if a == "skipped"} == set(done), actions
+    assert all(actions[f] in ("ran", "resumed") for f in actions if f not in done), actions
+    for name, before in swept["stats"].items():  # a done fit's file was not rewritten
+        after = os.stat(swept["out"] / name)
+        assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+    assert report["status"] == {"finished": 4} and report["fits"] == 4
+    summary = json.loads((swept["out"] / "summary.json").read_text())
+    assert summary["counts"] == {"fits": 4, "finished": 4}
+    assert [r["numba_threads"] for r in summary["rows"] if r["action"] != "skipped"] == \
+        [1] * (4 - len(done))  # one Numba thread per worker: 2 workers x 1 thread on 2 cores
+    csv = (swept["out"] / "summary.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    assert len(csv) == 5 and {"status", "data_seed", "lr", "pearson_W", "auroc", "mae_test"} <= set(header)
+    # a second rerun has nothing to do and starts no cluster
+    again = subprocess.run(CLI + ["sweep", str(swept["spec"]), "--out", str(swept["out"]), "--json"],
+                           capture_output=True, text=True, env=_env(), timeout=120)
+    assert again.returncode == 0 and json.loads(again.stdout)["actions"] == {"skipped": 4}, again.stderr
+
+
+def test_task_index_reproduces_the_sweep_row(swept, tmp_path):
+    rows = expand({"base": BASE, "grid": GRID})
+    out = tmp_path / "array"
+    res = subprocess.run(CLI + ["sweep", str(swept["spec"]), "--out", str(out), "--task-index", "2", "--json"],
+                         capture_output=True, text=True, env=_env(), timeout=120)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["index"] == 2 and summary["status"] == "finished" and summary["file"] == rows[2]["file"]
+    # $SLURM_ARRAY_TASK_ID is the default task index; SLURM_CPUS_PER_TASK sets the Numba threads
+    res = subprocess.run(CLI + ["sweep", str(swept["spec"]), "--out", str(out), "--json"], capture_output=True,
+                         text=True, env=_env(SLURM_ARRAY_TASK_ID="1", SLURM_CPUS_PER_TASK="1"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["index"] == 1 and json.loads(res.stdout)["numba_threads"] == 1
+    assert _fits(out) == sorted([rows[1]["file"], rows[2]["file"]])  # one task writes one fit, no summary
+    for i in (1, 2):
+        _assert_same_fit(read_fit(out / rows[i]["file"]), read_fit(swept["out"] / rows[i]["file"]))
+    res = subprocess.run(CLI + ["sweep", str(swept["spec"]), "--out", str(out), "--task-index", "4"],
+                         capture_output=True, text=True, env=_env(), timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == \
+        ["error: --task-index 4 is out of range: the spec has 4 fit(s), rows 0..3"]
+    # the job-array workflow's last step: collect the summary without running anything
+    res = subprocess.run(CLI + ["sweep", str(swept["spec"]), "--out", str(out), "--collect", "--json"],
+                         capture_output=True, text=True, env=_env(), timeout=120)
+    assert res.returncode == 75, res.stderr  # rows 0 and 3 have not run here: resumable, not an error of theirs
+    assert json.loads(res.stdout)["status"] == {"finished": 2, "pending": 2}
+    assert "2 of 4 fit(s) did not end ok: rows 0 (pending), 3 (pending)" in res.stderr
+
+
+def test_failed_fits_are_reported_and_retried(tmp_path):
+    """Row 1 ends in a numerical failure (a result: not retried); row 2 raises an error inside the fit (an rtol
+    float64 cannot resolve) and is retried --retries times; the sweep exits with row 1's code, 4."""
+    spec = _write_spec(tmp_path, {"base": {"network": "LI", "conditions": 12, "epochs": 10, "times": 3},
+                                  "fits": [{}, {"learn_decay": True, "lr": 100.0, "schedule": "constant",
+                                                "max_rejections": 1},
+                                           {"rtol": 1e-17}]})
+    out = tmp_path / "out"
+    res = subprocess.run(CLI + ["sweep", str(spec), "--out", str(out), "--retries", "2", "--workers", "1",
+                                "--json"], capture_output=True, text=True, env=_env(), timeout=300)
+    assert res.returncode == 4, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: 2 of 3 fit(s) did not end ok: rows 1 (numerical_failure), 2 (failed); messages in "
+                      f"'{out / 'summary.csv'}'"], res.stderr
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["finished", "numerical_failure", "failed"]
+    assert [r["attempts"] for r in rows] == [1, 1, 3]
+    assert "consecutive rejected steps" in rows[1]["message"] and rows[1]["exit_code"] == 4
+    assert "rtol" in rows[2]["message"] and rows[2]["exit_code"] == 2
+    assert read_fit(out / rows[1]["file"])["status"] == "numerical_failure"
+
+
+def test_sigterm_stops_the_sweep_with_75_and_the_rerun_finishes_it(tmp_path, one_by_one):
+    spec = _write_spec(tmp_path, {"base": BASE, "grid": GRID})
+    out = tmp_path / "out"
+    args = CLI + ["sweep", str(spec), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not (out.is_dir() and _fits(out)):
+        time.sleep(0.02)
+    time.sleep(0.5)  # the first fits are past their first checkpoint
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 75, stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "sweep stopped by SIGTERM" in errors[0] and "run the same command" in errors[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"].get("finished", 0) < 4
+    interrupted = [r for r in summary["rows"] if r["status"] == "interrupted"]
+    for r in interrupted:  # running fits wrote a checkpoint and stopped
+        assert read_fit(out / r["file"])["status"] == "interrupted"
+    res = subprocess.run(args + ["--json"], capture_output=True, text=True, env=_env(), timeout=300)
+    assert res.returncode == 0, res.stderr
+    for row, ref in zip(expand({"base": BASE, "grid": GRID}), one_by_one):
+        _assert_same_fit(read_fit(out / row["file"]), ref)
+
+
+# -- thread budget ------------------------------------------------------------------------------------------
+def test_thread_budget_never_exceeds_the_cores():
+    assert thread_budget(cores=8) == (8, 1)
+    assert thread_budget(threads=2, cores=8) == (4, 2)
+    assert thread_budget(threads=3, cores=8) == (2, 3)
+    assert thread_budget(workers=2, threads=4, cores=8) == (2, 4)
+    for workers, threads in ((3, 3), (9, 1), (1, 9)):
+        with pytest.raises(ValueError, match="core"):
+            thread_budget(workers=workers, threads=threads, cores=8)
+    env = worker_env(2)
+    assert env["NUMBA_NUM_THREADS"] == "2"
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+
+
+def test_cores_come_from_slurm_or_the_affinity_mask(tmp_path):
+    spec = _write_spec(tmp_path, {"base": {"network": "LI", "epochs": 1}, "grid": {"seed": [0, 1, 2]}})
+    runner = CliRunner()
+    res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--json"], env={"SLURM_CPUS_PER_TASK": "3"})
+    plan = json.loads(res.stdout)
+    assert res.exit_code == 0 and (plan["cores"], plan["workers"], plan["threads"]) == (3, 3, 1)
+    res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--json", "--threads", "2"],
+                        env={"SLURM_CPUS_PER_TASK": "5"})
+    assert json.loads(res.stdout)["workers"] == 2
+    res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--workers", "2"], env={"SLURM_CPUS_PER_TASK": "1"})
+    assert res.exit_code == 2 and "exceed the 1 core(s)" in res.stderr
+    res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--json"], env={"SLURM_CPUS_PER_TASK": None})
+    assert json.loads(res.stdout)["cores"] == len(os.sched_getaffinity(0))
+    assert not (tmp_path / "spec_sweep").exists()  # a dry run writes nothing
+
+
+def test_spec_rows_order_and_varying_keys():
+    rows = expand({"base": {"network": "LI", "epochs": 5}, "grid": {"seed": [0, 1], "lr": [0.1, 0.2]},
+                   "fits": [{"network": "CY"}, {"data": "skmel133"}]})
+    assert len(rows) == 8
+    assert [(r["vars"].get("data"), r["vars"]["network"], r["vars"]["seed"], r["vars"]["lr"]) for r in rows[:5]] == \
+        [(None, "CY", 0, 0.1), (None, "CY", 0, 0.2), (None, "CY", 1, 0.1), (None, "CY", 1, 0.2),
+         ("skmel133", "LI", 0, 0.1)]
+    assert "epochs" not in rows[0]["vars"]  # the same in every row
+    names = [r["file"] for r in rows]
+    assert len(set(names)) == 8 and names[3].startswith("fit-0003-")
+    # the file name depends on the row's resolved config: a changed value is a different file
+    assert expand({"fits": [{"lr": 0.1}]})[0]["file"] != expand({"fits": [{"lr": 0.2}]})[0]["file"]
+    assert expand({"fits": [{"lr": 0.1}]})[0]["file"] == expand({"fits": [{"lr": 0.1, "epochs": 3000}]})[0]["file"]
