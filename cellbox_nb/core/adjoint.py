@@ -118,8 +118,16 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     t = t_obs[T - 1]
     p = n_st - 1
     h = h_init
+    # After a jump lam starts a transient like the one after the previous jump, so each segment after the first
+    # starts with the previous segment's first accepted step instead of its last (long) one, which the error
+    # control would reject (6 -> 2 rejected steps per condition on the benchmark problems).  Seeding the first
+    # segment with the forward pass's first step was tried: no rejections but 24% more accepted steps.
+    h_first = 0.0
     for k in range(T - 1, -1, -1):
         # jump at t_k, then recompute the first stage
+        if h_first > 0.0:
+            h = h_first  # lam restarts a transient like the one after the previous jump
+        seg_start = True
         for i in range(n):
             lam[i] += dl[k, i]
             LS[0, i] = lam[i]
@@ -183,6 +191,9 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                     acc_d += coef[s] * LS[s, i] * XS[s, i]
                 galpha[i] += acc_a
                 gd[i] -= acc_d
+            if seg_start:
+                h_first = h_step
+                seg_start = False
             t = t_stop if hit else t - h_step
             for i in range(n):
                 lam[i] = LS[NSTAGE - 1, i]

@@ -227,6 +227,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     nfev = np.zeros(nb, dtype=np.int64)
     rejected_last = np.zeros(nb, dtype=np.bool_)
     err_prev = np.ones(nb)
+    h_first = np.zeros(nb)  # first accepted step after the latest jump (see backward_one)
+    seg_start = np.ones(nb, dtype=np.bool_)
     done = ~run
     act = np.empty(nb, dtype=np.int64)
     nq = Gq.shape[0]
@@ -316,6 +318,9 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     acc_d += coef[s] * LS[b, s, i] * XS[b, s, i]
                 galpha[i] += acc_a
                 gd[i] -= acc_d
+            if seg_start[b]:
+                h_first[b] = h_step
+                seg_start[b] = False
             t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
             t[b] = t_stop if hit[b] else t[b] - h_step
             for i in range(n):
@@ -343,6 +348,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     done[b] = True
                 else:
                     seg[b] -= 1
+                    h[b] = h_first[b]
+                    seg_start[b] = True
                     p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH,
                                  GS, w, z)
                     nfev[b] += 1
