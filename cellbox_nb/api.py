@@ -153,7 +153,7 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
         if n >= config.LOCKSTEP_MIN_N:
             with _single_threaded_blas(True):
                 X, status, stats = solve_lockstep(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta,
-                                                  _lockstep_blocks(M, n))
+                                                  _lockstep_blocks(M, n), config.LOCKSTEP_BLOCK)
         else:
             X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
     if on_failure == "raise" and np.any(status != st.SUCCESS):
@@ -177,9 +177,13 @@ def _grad_chunks(M, n):
 
 
 def _lockstep_blocks(M, n):
-    """Number of lockstep blocks: about LOCKSTEP_BLOCK conditions each, within the dL/dW memory budget; fixed by
-    M and n alone, so results do not depend on the thread count."""
-    return max(1, min(-(-M // config.LOCKSTEP_BLOCK), _grad_chunks(M, n)))
+    """Number of chunks for the lockstep kernels (each chunk runs its conditions in blocks of at most
+    LOCKSTEP_BLOCK): one per block, rounded up to a multiple of 4 (so 2 or 4 threads get equal shares), at most M,
+    within the dL/dW memory budget.  Fixed by M and n alone, so results do not depend on the thread count.  On
+    many-core nodes a smaller CELLBOX_NB_LOCKSTEP_BLOCK gives more chunks to share."""
+    blocks = -(-M // config.LOCKSTEP_BLOCK)
+    blocks = 4 * (-(-blocks // 4))
+    return max(1, min(blocks, M, _grad_chunks(M, n)))
 
 
 def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,
@@ -253,13 +257,15 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     else:
         _precision(precision, backend)
         defer_rows = config.DEFER_DW_ROWS if n >= config.DEFER_DW_MIN_N else 0
-        lockstep = n >= config.LOCKSTEP_MIN_N
-        kernel = loss_grad_lockstep if lockstep else loss_grad_batch
-        n_chunks = _lockstep_blocks(M, n) if lockstep else _grad_chunks(M, n)
-        with _single_threaded_blas(lockstep or defer_rows > 0):  # products run inside the parallel loop
-            loss_c, gWc, gac, gdc, X, status, stats = kernel(
-                W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta,
-                n_chunks, dense_init, max_dense_steps, defer_rows)
+        args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
+        if n >= config.LOCKSTEP_MIN_N:
+            with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
+                loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
+                    *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, config.LOCKSTEP_BLOCK)
+        else:
+            with _single_threaded_blas(defer_rows > 0):
+                loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
+                    *args, _grad_chunks(M, n), dense_init, max_dense_steps, defer_rows)
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)

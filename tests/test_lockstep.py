@@ -9,11 +9,13 @@ from cellbox_nb import config
 from conftest import random_problem, run_with_threads
 
 
-def _both(monkeypatch, fn):
+def _both(monkeypatch, fn, one_chunk=False):
     monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 10**9)
     ref = fn()
     monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 1)
-    monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 3)  # 11 conditions: blocks of 3, 3, 3, 2 (uneven)
+    monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 3)  # 11 conditions: 4 chunks of 2-3 conditions (uneven)
+    if one_chunk:  # a dL/dW memory budget of one chunk: its 11 conditions run as blocks of 3, 3, 3, 2
+        monkeypatch.setattr(config, "GRAD_CHUNK_BYTES", 1)
     return ref, fn()
 
 
@@ -29,13 +31,13 @@ def test_forward_same_steps_and_values(monkeypatch, h0):
     assert _rel(X1, X0) <= 1e-13
 
 
-@pytest.mark.parametrize("loss", ["mae", "mse"])
-def test_gradient_same_steps_and_values(monkeypatch, loss):
+@pytest.mark.parametrize("loss, one_chunk", [("mae", False), ("mse", False), ("mae", True)])
+def test_gradient_same_steps_and_values(monkeypatch, loss, one_chunk):
     W, alpha, U, t = random_problem(17, 11, seed=4)
     Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(0).normal(size=(11, t.size, 17))
     mask = np.random.default_rng(1).uniform(size=Y.shape) > 0.2
     (L0, g0, i0), (L1, g1, i1) = _both(
-        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, full_output=True))
+        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, full_output=True), one_chunk)
     assert np.array_equal(i1["stats"], i0["stats"])
     assert abs(L1 - L0) <= 1e-13 * abs(L0)
     for k in ("W", "alpha", "d"):
@@ -70,7 +72,7 @@ sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alp
 
 
 def test_lockstep_bitwise_identical_across_thread_counts():
-    """n = 70 takes the lockstep path by default (LOCKSTEP_MIN_N = 64): 3 blocks, run on 1 and on 2 threads."""
+    """n = 70 takes the lockstep path by default (LOCKSTEP_MIN_N = 64): 4 chunks, run on 1 and on 2 threads."""
     assert config.LOCKSTEP_MIN_N <= 70
     outs = [run_with_threads(_SCRIPT, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0

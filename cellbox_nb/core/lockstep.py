@@ -362,8 +362,10 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
 
 @driver
 def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                       max_steps, beta, n_blocks, dense_init, max_dense_steps, defer_rows):
-    """loss_grad_batch with each chunk of conditions stepped as one lockstep block (same inputs and outputs)."""
+                       max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block):
+    """loss_grad_batch with the conditions of each chunk stepped in lockstep blocks of at most `block` (same inputs
+    and outputs; the chunks run in parallel, each with its own accumulators, the blocks of a chunk one after the
+    other, so at most threads x block conditions hold a dense store at a time)."""
     M, n = U.shape
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
@@ -371,60 +373,80 @@ def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, ar
     xobs = np.empty((M, T, n))
     status = np.zeros(M, dtype=np.int64)
     stats = np.zeros((M, 6), dtype=np.int64)
-    gW = np.zeros((n_blocks, n, n))
-    galpha = np.zeros((n_blocks, n))
-    gd = np.zeros((n_blocks, n))
-    for ch in prange(n_blocks):
-        c_lo = ch * M // n_blocks
-        c_hi = (ch + 1) * M // n_blocks
-        nb = c_hi - c_lo
-        res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
-                            xobs[c_lo:c_hi], True, dense_init, max_dense_steps)
-        DL = np.zeros((nb, T, n))
-        aat = np.empty(nb)
-        run = np.zeros(nb, dtype=np.bool_)
-        for b in range(nb):
-            c = c_lo + b
-            stats[c, 0] = res[1][b]
-            stats[c, 1] = res[2][b]
-            stats[c, 2] = res[3][b]
-            if res[0][b] != st.SUCCESS:
-                status[c] = res[0][b]
-                continue
-            loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, DL[b])
-            aat[b] = adjoint_atol(DL[b], artol, aatol)
-            run[b] = True
+    gW = np.zeros((n_chunks, n, n))
+    galpha = np.zeros((n_chunks, n))
+    gd = np.zeros((n_chunks, n))
+    for ch in prange(n_chunks):
+        c_lo = ch * M // n_chunks
+        c_hi = (ch + 1) * M // n_chunks
+        n_sub = (c_hi - c_lo + block - 1) // block
         Gq = np.empty((defer_rows, n))
         Xq = np.empty((defer_rows, n))
-        bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
-                              res[9], res[4], run, gW[ch], galpha[ch], gd[ch], Gq, Xq)
-        for b in range(nb):
-            c = c_lo + b
-            if run[b]:
-                status[c] = bres[0][b]
-                stats[c, 3] = bres[1][b]
-                stats[c, 4] = bres[2][b]
-                stats[c, 5] = bres[3][b]
+        for sb in range(n_sub):
+            b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
+            b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
+            _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
+                             max_steps, beta, dense_init, max_dense_steps, b_lo, b_hi, loss_c, xobs, status, stats,
+                             gW[ch], galpha[ch], gd[ch], Gq, Xq)
     return loss_c, gW, galpha, gd, xobs, status, stats
 
 
+@kernel
+def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps,
+                     beta, dense_init, max_dense_steps, c_lo, c_hi, loss_c, xobs, status, stats, gW, galpha, gd,
+                     Gq, Xq):
+    """Forward, loss and backward of the conditions c_lo..c_hi-1 as one lockstep block."""
+    T = t_obs.shape[0]
+    n = U.shape[1]
+    nb = c_hi - c_lo
+    res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
+                        xobs[c_lo:c_hi], True, dense_init, max_dense_steps)
+    DL = np.zeros((nb, T, n))
+    aat = np.empty(nb)
+    run = np.zeros(nb, dtype=np.bool_)
+    for b in range(nb):
+        c = c_lo + b
+        stats[c, 0] = res[1][b]
+        stats[c, 1] = res[2][b]
+        stats[c, 2] = res[3][b]
+        if res[0][b] != st.SUCCESS:
+            status[c] = res[0][b]
+            continue
+        loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, DL[b])
+        aat[b] = adjoint_atol(DL[b], artol, aatol)
+        run[b] = True
+    bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
+                          res[9], res[4], run, gW, galpha, gd, Gq, Xq)
+    for b in range(nb):
+        c = c_lo + b
+        if run[b]:
+            status[c] = bres[0][b]
+            stats[c, 3] = bres[1][b]
+            stats[c, 4] = bres[2][b]
+            stats[c, 5] = bres[3][b]
+
+
 @driver
-def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n_blocks):
-    """solve_batch with each of n_blocks fixed blocks of conditions stepped in lockstep (same outputs)."""
+def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n_chunks, block):
+    """solve_batch with the conditions of each chunk stepped in lockstep blocks of at most `block` (same outputs)."""
     M, n = U.shape
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
     xobs = np.empty((M, T, n))
     status = np.zeros(M, dtype=np.int64)
     stats = np.zeros((M, 3), dtype=np.int64)
-    for ch in prange(n_blocks):
-        c_lo = ch * M // n_blocks
-        c_hi = (ch + 1) * M // n_blocks
-        res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
-                            xobs[c_lo:c_hi], False, 0, 0)
-        for b in range(c_hi - c_lo):
-            status[c_lo + b] = res[0][b]
-            stats[c_lo + b, 0] = res[1][b]
-            stats[c_lo + b, 1] = res[2][b]
-            stats[c_lo + b, 2] = res[3][b]
+    for ch in prange(n_chunks):
+        c_lo = ch * M // n_chunks
+        c_hi = (ch + 1) * M // n_chunks
+        n_sub = (c_hi - c_lo + block - 1) // block
+        for sb in range(n_sub):
+            b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
+            b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
+            res = forward_block(WT, alpha, d, U[b_lo:b_hi], t_obs, rtol, atol, h_init, max_steps, beta,
+                                xobs[b_lo:b_hi], False, 0, 0)
+            for b in range(b_hi - b_lo):
+                status[b_lo + b] = res[0][b]
+                stats[b_lo + b, 0] = res[1][b]
+                stats[b_lo + b, 1] = res[2][b]
+                stats[b_lo + b, 2] = res[3][b]
     return xobs, status, stats
