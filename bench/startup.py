@@ -16,6 +16,9 @@ Measured:
   write of the results file, and the end of the first epoch, plus the time of every kernel dispatch that had to
   load (from the cache) or compile a signature.
 
+A start that wrote Numba cache files compiled something (``runs_that_compiled``); a source file of cellbox_nb edited
+during the run invalidates its kernels' cache entries (``sources_changed_during_run`` in the summary).
+
 The command is ``cellbox-nb train --network LI --epochs 5 --out TMP/fit.h5`` (the epoch count only bounds the run:
 the start does not depend on it), run through this interpreter's console script with stderr on a
 pseudo-terminal, because the command prints its progress line only to a terminal.
@@ -34,6 +37,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
+
+import cellbox_nb  # noqa: E402
+
+SOURCES = os.path.dirname(os.path.abspath(cellbox_nb.__file__))
 
 # Runs the train command in-process with time stamps; argv: parent's time.time() at spawn, output path.
 _INSTRUMENTED = r"""
@@ -103,10 +110,22 @@ def train_args(out):
     return [common.console_script(), "train", "--network", "LI", "--epochs", "5", "--out", out, "--overwrite"]
 
 
+def newest_mtime(pattern):
+    return max((os.path.getmtime(p) for p in glob.glob(pattern, recursive=True)), default=0.0)
+
+
+def cache_pattern(env):
+    folder = env.get("NUMBA_CACHE_DIR") or os.path.join(SOURCES, "**", "__pycache__")
+    return os.path.join(folder, "**", "*.nb[ic]")
+
+
 def start(out, env):
+    """One timed start; ``wrote_cache`` is True when it wrote Numba cache files (it compiled something)."""
+    before = time.time()
     res = common.run_to_first_epoch(train_args(out), env=env)
     if res["returncode"] != 0 or res["first_epoch_s"] is None:
         raise SystemExit(f"cellbox-nb train failed (exit {res['returncode']}):\n{res['stderr']}")
+    res["wrote_cache"] = newest_mtime(cache_pattern(env)) >= before
     return res
 
 
@@ -143,6 +162,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="second starts to time (default 5)")
     parser.add_argument("--no-first", action="store_true", help="skip the first start (it compiles, ~20-30 s)")
     args = parser.parse_args(argv)
+    t_begin = time.time()
     head = {"machine": common.machine(), "versions": common.versions(), "command": " ".join(train_args("TMP/fit.h5")),
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": common.loadavg()}
     lines = []
@@ -163,19 +183,23 @@ def main(argv=None):
         common.log(f"[startup] {args.repeats} second starts")
         runs = [start(out, env) for _ in range(args.repeats)]
         lines.append({"what": "second_start", **summary([r["first_epoch_s"] for r in runs]),
-                      "total_median_s": statistics.median(r["total_s"] for r in runs)})
+                      "total_median_s": statistics.median(r["total_s"] for r in runs),
+                      "runs_that_compiled": sum(r["wrote_cache"] for r in runs)})
         common.log("[startup] default cache (after one warm-up start)")
         default_env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "CELLBOX_NB_CACHE")}
         start(out, default_env)
         runs = [start(out, default_env) for _ in range(args.repeats)]
-        lines.append({"what": "default_cache", **summary([r["first_epoch_s"] for r in runs])})
+        lines.append({"what": "default_cache", **summary([r["first_epoch_s"] for r in runs]),
+                      "runs_that_compiled": sum(r["wrote_cache"] for r in runs)})
         common.log("[startup] breakdown of a second start")
         lines.append({"what": "breakdown", **breakdown(out, env)})
     lines.append({"what": "interpreter", "python_c_pass_s": interpreter_start()})
     for line in lines:
         common.emit(line | head)
     by = {line["what"]: line for line in lines}
-    common.emit({"what": "summary", "first_start_s": by.get("first_start", {}).get("first_epoch_s"),
+    changed = sorted(os.path.relpath(p, SOURCES) for p in glob.glob(os.path.join(SOURCES, "**", "*.py"),
+                                                                     recursive=True) if os.path.getmtime(p) >= t_begin)
+    common.emit({"what": "summary", "sources_changed_during_run": changed, "first_start_s": by.get("first_start", {}).get("first_epoch_s"),
                  "second_start_median_s": by["second_start"]["median_s"],
                  "default_cache_median_s": by["default_cache"]["median_s"],
                  "target_second_start_under_2s": by["second_start"]["median_s"] < 2.0,
