@@ -153,7 +153,7 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
         if n >= config.LOCKSTEP_MIN_N:
             with _single_threaded_blas(True):
                 X, status, stats = solve_lockstep(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta,
-                                                  _lockstep_blocks(M, n), config.LOCKSTEP_BLOCK)
+                                                  _lockstep_blocks(M, n), _lockstep_block(n))
         else:
             X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
     if on_failure == "raise" and np.any(status != st.SUCCESS):
@@ -176,12 +176,19 @@ def _grad_chunks(M, n):
     return max(1, min(M, config.GRAD_CHUNK_BYTES // per_chunk))
 
 
+def _lockstep_block(n):
+    """Most conditions in one lockstep block (config.LOCKSTEP_BLOCK, or by n when it is 0)."""
+    if config.LOCKSTEP_BLOCK > 0:
+        return config.LOCKSTEP_BLOCK
+    return 8 if n < 512 else 16
+
+
 def _lockstep_blocks(M, n):
     """Number of chunks for the lockstep kernels (each chunk runs its conditions in blocks of at most
     LOCKSTEP_BLOCK): one per block, rounded up to a multiple of 4 (so 2 or 4 threads get equal shares), at most M,
     within the dL/dW memory budget.  Fixed by M and n alone, so results do not depend on the thread count.  On
     many-core nodes a smaller CELLBOX_NB_LOCKSTEP_BLOCK gives more chunks to share."""
-    blocks = -(-M // config.LOCKSTEP_BLOCK)
+    blocks = -(-M // _lockstep_block(n))
     blocks = 4 * (-(-blocks // 4))
     return max(1, min(blocks, M, _grad_chunks(M, n)))
 
@@ -261,7 +268,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if n >= config.LOCKSTEP_MIN_N:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
-                    *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, config.LOCKSTEP_BLOCK)
+                    *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, _lockstep_block(n))
         else:
             with _single_threaded_blas(defer_rows > 0):
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
@@ -292,6 +299,7 @@ def _single_threaded_blas(active):
     if not active:
         return contextlib.nullcontext()
     if not _BLAS_CONTROLLER:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls: load it before looking)
         from threadpoolctl import ThreadpoolController
 
         _BLAS_CONTROLLER.append(ThreadpoolController())
