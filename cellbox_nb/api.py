@@ -180,16 +180,16 @@ def _lockstep_block(n):
     """Most conditions in one lockstep block (config.LOCKSTEP_BLOCK, or by n when it is 0)."""
     if config.LOCKSTEP_BLOCK > 0:
         return config.LOCKSTEP_BLOCK
-    return 8 if n < 512 else 16
+    return 8 if n < 512 else 32
 
 
 def _lockstep_blocks(M, n):
     """Number of chunks for the lockstep kernels (each chunk runs its conditions in blocks of at most
-    LOCKSTEP_BLOCK): one per block, rounded up to a multiple of 4 (so 2 or 4 threads get equal shares), at most M,
+    LOCKSTEP_BLOCK): one per block, rounded up to an even number (so 2 threads get equal shares), at most M,
     within the dL/dW memory budget.  Fixed by M and n alone, so results do not depend on the thread count.  On
     many-core nodes a smaller CELLBOX_NB_LOCKSTEP_BLOCK gives more chunks to share."""
     blocks = -(-M // _lockstep_block(n))
-    blocks = 4 * (-(-blocks // 4))
+    blocks = 2 * (-(-blocks // 2))
     return max(1, min(blocks, M, _grad_chunks(M, n)))
 
 

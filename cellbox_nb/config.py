@@ -23,7 +23,8 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
 DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "200"))  # from this n on, dL/dW by matrix products
 LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
-# conditions per lockstep block; 0: 8 below n = 512 (a block's working set stays in cache), else 16 (more reuse of W)
+# conditions per lockstep block; 0: 8 below n = 512 (a block's working set stays in cache), else 32 (W no longer fits
+# in cache: each product reuses it for more conditions)
 LOCKSTEP_BLOCK = int(os.environ.get("CELLBOX_NB_LOCKSTEP_BLOCK", "0"))
 DEFER_DW_ROWS = 384  # dL/dW terms buffered per chunk before one product (64 backward steps x 6 stages)
 CUDA_TPB = 128  # threads per block of the elementwise CUDA kernels
