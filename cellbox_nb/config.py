@@ -21,7 +21,7 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 # Gradient accumulators: conditions are grouped into fixed chunks (depending only on M and n, never on the
 # thread count), each chunk sums its conditions in order, then chunks are summed in order.
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
-DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "200"))  # from this n on, dL/dW by matrix products
+DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "64"))  # from this n on, dL/dW by matrix products
 LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
 # conditions per lockstep block; 0: 8 below n = 512 (a block's working set stays in cache), else 32 (W no longer fits
 # in cache: each product reuses it for more conditions)
