@@ -58,6 +58,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     XN = np.empty((nb, n))
     err = np.empty(n)
     Xg = np.empty((nb, n))
+    Zg = np.empty((nb, n))
     t = np.zeros(nb)
     h = np.empty(nb)
     hst = np.empty(nb)
@@ -113,7 +114,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
             for r in range(na):
                 b = act[r]
                 stage_state(X[b], K[b], hst[b], s, Xg[r])
-            Zg = np.dot(Xg[:na], WT)
+            np.dot(Xg[:na], WT, Zg[:na])
             for r in range(na):
                 b = act[r]
                 for i in range(n):
@@ -211,6 +212,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     TH = np.empty((nb, NSTAGE, n))
     GS = np.empty((nb, NSTAGE, n))
     Gg = np.empty((nb, n))
+    Rg = np.empty((nb, n))
     z = np.empty(n)
     err = np.empty(n)
     w = np.empty(NSTAGE)
@@ -271,7 +273,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     g = alpha[i] * (1.0 - ti * ti) * LS[b, s, i]
                     GS[b, s, i] = g
                     Gg[r, i] = g
-            Rg = np.dot(Gg[:na], W)
+            np.dot(Gg[:na], W, Rg[:na])
             for r in range(na):
                 b = act[r]
                 for i in range(n):
