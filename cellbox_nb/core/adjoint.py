@@ -86,6 +86,49 @@ def _locate(dt, n_st, p, t):
 
 
 @kernel
+def add_step_integrals(h, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q):
+    """Add one accepted backward step's parameter integrals, quadrature with the weights h * b_i on its stages.
+
+    GS, XS, LS, TH (7, n): g, x, lam and tanh(z) at the stages.  dL/dW += sum_i h b_i g_i x_i^T, directly (rank-6
+    update, when Gq has no rows) or into the buffers Gq, Xq (Q, n) holding q terms, which are added to gW by one
+    matrix product when full; dL/dalpha += sum_i h b_i lam_i tanh(z_i); dL/dd -= sum_i h b_i lam_i x_i.
+    Returns the new number of buffered terms.
+    """
+    n = GS.shape[1]
+    nq = Gq.shape[0]
+    if nq > 0:
+        if q + NQUAD > nq:
+            gW += np.dot(Gq[:q].T, Xq[:q])
+            q = 0
+        for s in range(NQUAD):
+            c = h * B[s]
+            for i in range(n):
+                Gq[q, i] = c * GS[s, i]
+                Xq[q, i] = XS[s, i]
+            q += 1
+    for i in range(n):
+        if nq == 0:
+            c0 = (h * B[0]) * GS[0, i]
+            c1 = (h * B[1]) * GS[1, i]
+            c2 = (h * B[2]) * GS[2, i]
+            c3 = (h * B[3]) * GS[3, i]
+            c4 = (h * B[4]) * GS[4, i]
+            c5 = (h * B[5]) * GS[5, i]
+            for j in range(n):
+                gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
+                             + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
+        acc_a = 0.0
+        acc_d = 0.0
+        for s in range(NQUAD):
+            c = h * B[s]
+            acc_a += c * LS[s, i] * TH[s, i]
+            acc_d += c * LS[s, i] * XS[s, i]
+        galpha[i] += acc_a
+        gd[i] -= acc_d
+    return q
+
+
+@kernel
 def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                  dt, dx, dk, dz, n_st, gW, galpha, gd, Gq, Xq):
     """Integrate lam from t_T back to 0 and add this condition's parameter integrals to gW, galpha, gd.
@@ -108,8 +151,6 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     z = np.empty(n)
     err = np.empty(n)
     w = np.empty(NSTAGE)
-    coef = np.empty(NQUAD)
-    nq = Gq.shape[0]
     q = 0
     status = st.SUCCESS
     n_acc = 0
@@ -162,35 +203,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 h = h_step * factor
                 continue
             # parameter integrals from the accepted stages (weights h * b_i), outside the error norm
-            for s in range(NQUAD):
-                coef[s] = h_step * B[s]
-            if nq > 0:
-                if q + NQUAD > nq:
-                    gW += np.dot(Gq[:q].T, Xq[:q])
-                    q = 0
-                for s in range(NQUAD):
-                    for i in range(n):
-                        Gq[q, i] = coef[s] * GS[s, i]
-                        Xq[q, i] = XS[s, i]
-                    q += 1
-            for i in range(n):
-                if nq == 0:
-                    c0 = coef[0] * GS[0, i]
-                    c1 = coef[1] * GS[1, i]
-                    c2 = coef[2] * GS[2, i]
-                    c3 = coef[3] * GS[3, i]
-                    c4 = coef[4] * GS[4, i]
-                    c5 = coef[5] * GS[5, i]
-                    for j in range(n):
-                        gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
-                                     + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
-                acc_a = 0.0
-                acc_d = 0.0
-                for s in range(NQUAD):
-                    acc_a += coef[s] * LS[s, i] * TH[s, i]
-                    acc_d += coef[s] * LS[s, i] * XS[s, i]
-                galpha[i] += acc_a
-                gd[i] -= acc_d
+            q = add_step_integrals(h_step, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q)
             if seg_start:
                 h_first = h_step
                 seg_start = False

@@ -18,11 +18,10 @@ from numba import prange
 
 from .._jit import driver, kernel
 from . import status as st
-from .adjoint import NQUAD, _locate, adjoint_atol, observation_loss
+from .adjoint import _locate, add_step_integrals, adjoint_atol, observation_loss
 from .controller import min_step, rms_error_norm, step_factor
 from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_products, stage_state
 from .rhs import adjoint_rhs_z, matvec_minus
-from .tableau import B as BW
 from .tableau import C
 from .tanh import tanh
 
@@ -216,7 +215,6 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     z = np.empty(n)
     err = np.empty(n)
     w = np.empty(NSTAGE)
-    coef = np.empty(NQUAD)
     t = np.full(nb, t_obs[T - 1])
     h = h_init.copy()
     hst = np.empty(nb)
@@ -233,7 +231,6 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     seg_start = np.ones(nb, dtype=np.bool_)
     done = ~run
     act = np.empty(nb, dtype=np.int64)
-    nq = Gq.shape[0]
     q = 0
     for b in range(nb):
         if run[b]:
@@ -291,35 +288,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 rejected_last[b] = True
                 h[b] = h_step * factor
                 continue
-            for s in range(NQUAD):
-                coef[s] = h_step * BW[s]
-            if nq > 0:
-                if q + NQUAD > nq:
-                    gW += np.dot(Gq[:q].T, Xq[:q])
-                    q = 0
-                for s in range(NQUAD):
-                    for i in range(n):
-                        Gq[q, i] = coef[s] * GS[b, s, i]
-                        Xq[q, i] = XS[b, s, i]
-                    q += 1
-            for i in range(n):
-                if nq == 0:
-                    c0 = coef[0] * GS[b, 0, i]
-                    c1 = coef[1] * GS[b, 1, i]
-                    c2 = coef[2] * GS[b, 2, i]
-                    c3 = coef[3] * GS[b, 3, i]
-                    c4 = coef[4] * GS[b, 4, i]
-                    c5 = coef[5] * GS[b, 5, i]
-                    for j in range(n):
-                        gW[i, j] += (c0 * XS[b, 0, j] + c1 * XS[b, 1, j] + c2 * XS[b, 2, j]
-                                     + c3 * XS[b, 3, j] + c4 * XS[b, 4, j] + c5 * XS[b, 5, j])
-                acc_a = 0.0
-                acc_d = 0.0
-                for s in range(NQUAD):
-                    acc_a += coef[s] * LS[b, s, i] * TH[b, s, i]
-                    acc_d += coef[s] * LS[b, s, i] * XS[b, s, i]
-                galpha[i] += acc_a
-                gd[i] -= acc_d
+            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], gW, galpha, gd, Gq, Xq, q)
             if seg_start[b]:
                 h_first[b] = h_step
                 seg_start[b] = False

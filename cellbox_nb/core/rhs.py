@@ -6,12 +6,10 @@
     lam^T df/dW   = g x^T          lam^T df/dalpha = lam * th
     lam^T df/dd   = -lam * x       lam^T df/du     = -g
 
-W is passed twice: ``WT`` (= W.T, C-contiguous) for z = W x, computed as a sum of columns so the inner loop is a
-vectorisable axpy (four columns a pass), and ``W`` for W^T g, computed as a sum of rows for the same reason.  Both loops add in a fixed
-order, so results do not depend on threads or SIMD width.  tanh is core.tanh's vectorisable version.
+W is passed twice: ``WT`` (= W.T, C-contiguous) for z = W x, computed as a sum of columns (four a pass) so the
+inner loop is a vectorisable axpy, and ``W`` for W^T g, computed as a sum of rows for the same reason.  Both loops
+add in a fixed order, so results do not depend on threads or SIMD width.  tanh is core.tanh's vectorisable version.
 """
-
-import numpy as np
 
 from .._jit import kernel
 from .tanh import tanh
