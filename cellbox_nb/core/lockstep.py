@@ -21,9 +21,8 @@ from . import status as st
 from .adjoint import _locate, add_step_integrals, adjoint_atol, observation_loss
 from .controller import min_step, rms_error_norm, step_factor
 from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_products, stage_state
-from .rhs import adjoint_rhs_z, matvec_minus
+from .rhs import adjoint_g, adjoint_rhs_z, matvec_minus, rhs_z
 from .tableau import C
-from .tanh import tanh
 
 
 @kernel
@@ -80,9 +79,9 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     dz = np.empty((nb, cap, NSTAGE + 1, n))
     xobs[:] = np.nan
     for b in range(nb):
-        for i in range(n):  # x(0) = 0: z = -u and f = alpha tanh(-u)
+        for i in range(n):  # x(0) = 0: z = -u
             ZB[b, 0, i] = -U[b, i]
-            K[b, 0, i] = alpha[i] * tanh(-U[b, i]) - d[i] * 0.0
+        rhs_z(alpha, d, ZB[b, 0], X[b], K[b, 0])
         nfev[b] = 1
         if h_init > 0.0:
             h[b] = min(h_init, t_obs[0])
@@ -117,9 +116,8 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
             for r in range(na):
                 b = act[r]
                 for i in range(n):
-                    z = Zg[r, i] - U[b, i]
-                    ZB[b, s, i] = z
-                    K[b, s, i] = alpha[i] * tanh(z) - d[i] * Xg[r, i]
+                    ZB[b, s, i] = Zg[r, i] - U[b, i]
+                rhs_z(alpha, d, ZB[b, s], Xg[r], K[b, s])
         # Xg rows now hold each condition's last stage argument, the step's end state (FSAL)
         for r in range(na):
             b = act[r]
@@ -264,12 +262,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
                 p[b] = _locate(dt[b], n_st[b], p[b], ts)
                 dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p[b], ts, w, XS[b, s], z)
-                for i in range(n):
-                    ti = tanh(z[i])
-                    TH[b, s, i] = ti
-                    g = alpha[i] * (1.0 - ti * ti) * LS[b, s, i]
-                    GS[b, s, i] = g
-                    Gg[r, i] = g
+                adjoint_g(alpha, z, LS[b, s], TH[b, s], GS[b, s])
+                Gg[r] = GS[b, s]
             np.dot(Gg[:na], W, Rg[:na])
             for r in range(na):
                 b = act[r]

@@ -64,21 +64,33 @@ def rmatvec(W, g, r):
 
 
 @kernel
+def rhs_z(alpha, d, z, x, out):
+    """out = alpha * tanh(z) - d * x, given z = W x - u."""
+    for i in range(x.shape[0]):
+        out[i] = alpha[i] * tanh(z[i]) - d[i] * x[i]
+
+
+@kernel
 def rhs(WT, alpha, d, u, x, z, out):
     """out = alpha * tanh(W x - u) - d * x; z (n,) is scratch and holds W x - u on return."""
     matvec_minus(WT, x, u, z)
-    for i in range(x.shape[0]):
-        out[i] = alpha[i] * tanh(z[i]) - d[i] * x[i]
+    rhs_z(alpha, d, z, x, out)
+
+
+@kernel
+def adjoint_g(alpha, z, lam, th, g):
+    """th = tanh(z) and g = alpha * (1 - th**2) * lam, the vector W^T multiplies in the adjoint right-hand side."""
+    for i in range(z.shape[0]):
+        ti = tanh(z[i])
+        th[i] = ti
+        g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
 
 
 @kernel
 def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
     """As :func:`adjoint_rhs` with z = W x - u given (interpolated from the forward pass): no W x product."""
     n = z.shape[0]
-    for i in range(n):
-        ti = tanh(z[i])
-        th[i] = ti
-        g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
+    adjoint_g(alpha, z, lam, th, g)
     rmatvec(W, g, out)
     for i in range(n):
         out[i] -= d[i] * lam[i]
