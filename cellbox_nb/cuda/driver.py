@@ -196,6 +196,8 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
     bstatus, hit, nacc, nrej, n_fev = _ints(M), _ints(M), _ints(M), _ints(M), _ints(M)
     rejected_last, accepted, jump, nonfinite = _ints(M), _ints(M), _ints(M, -1), _ints(M)
     err_prev = cuda.to_device(np.ones(M))
+    h_first = cuda.to_device(np.zeros(M))
+    seg_start = _ints(M, 1)
     weight = cuda.device_array(M, dtype=np.float64)
     LS[0].copy_to_device(lam)
 
@@ -219,7 +221,7 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
             stage(s)
         L.elem("error_estimate", KL, hs, ERR)
         L.cond("adj_control", active, ERR, LS, lam, artol, daatol, beta, t, h, hs, hit, seg, dt_obs, nacc, nrej,
-               n_fev, rejected_last, err_prev, accepted, weight, jump, nonfinite)
+               n_fev, rejected_last, err_prev, accepted, weight, jump, nonfinite, h_first, seg_start)
         L.elem("adj_weighted_stages", accepted, weight, GS, LS, TH, XS, GSW, GA, GD)
         # dL/dW += sum_s GSW[s]^T XS[s]: one product with the stages stacked along the inner dimension
         L.gemm(GSW[: NSTAGE - 1].reshape(nsm, n), XS[: NSTAGE - 1].reshape(nsm, n), GWd, 1, 0, 1.0)

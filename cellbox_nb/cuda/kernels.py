@@ -320,7 +320,7 @@ def build(tile, tpb, dtype=np.float64):
 
     @cuda.jit
     def adj_control(active, ERR, LS, lam, rtol, atol, beta, t, h, hs, hit, seg, t_obs, nacc, nrej, n_fev,
-                    rejected_last, err_prev, accepted, weight, jump, nonfinite):
+                    rejected_last, err_prev, accepted, weight, jump, nonfinite, h_first, seg_start):
         c = cuda.grid(1)
         if c < t.shape[0]:
             accepted[c] = 0
@@ -339,6 +339,9 @@ def build(tile, tpb, dtype=np.float64):
                 return
             accepted[c] = 1
             weight[c] = hs[c]
+            if seg_start[c]:  # first accepted step after a jump: the next segment starts with it
+                h_first[c] = hs[c]
+                seg_start[c] = 0
             k = seg[c]
             t_stop = t_obs[k - 1] if k > 0 else 0.0
             t[c] = t_stop if hit[c] else t[c] - hs[c]
@@ -353,6 +356,8 @@ def build(tile, tpb, dtype=np.float64):
                     jump[c] = k - 1
                     rejected_last[c] = 0
                     err_prev[c] = 1.0
+                    h[c] = h_first[c]
+                    seg_start[c] = 1
                 else:
                     active[c] = 0
 
