@@ -23,7 +23,7 @@ from numba import prange
 
 from .._jit import driver, kernel
 from . import status as st
-from .controller import min_step, rms_error_norm, step_factor
+from .controller import rms_error_norm, step_factor, step_limit
 from .forward import NSTAGE, dense_eval_xz, error_estimate, forward_one, stage_state
 from .rhs import adjoint_rhs_z
 from .tableau import B, C
@@ -180,10 +180,9 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
         rejected_last = False
         err_prev = 1.0
         while t > t_stop:
-            if n_acc + n_rej >= max_steps:
-                return st.MAX_STEPS, n_acc, n_rej, nfev
-            if h < min_step(t):
-                return st.DT_UNDERFLOW, n_acc, n_rej, nfev
+            limit = step_limit(n_acc + n_rej, max_steps, h, t)
+            if limit != st.SUCCESS:
+                return limit, n_acc, n_rej, nfev
             hit = t - h <= t_stop
             h_step = t - t_stop if hit else h
             for s in range(1, NSTAGE):
@@ -232,6 +231,14 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     return status, n_acc, n_rej, nfev
 
 
+@kernel
+def grad_outputs(M, T, n, n_chunks):
+    """The outputs of the loss-and-gradient drivers, zeroed: loss_c (M,), xobs (M, T, n), status (M,), stats (M, 6),
+    and the per-chunk accumulators gW (n_chunks, n, n), galpha, gd (n_chunks, n)."""
+    return (np.zeros(M), np.empty((M, T, n)), np.zeros(M, dtype=np.int64), np.zeros((M, 6), dtype=np.int64),
+            np.zeros((n_chunks, n, n)), np.zeros((n_chunks, n)), np.zeros((n_chunks, n)))
+
+
 @driver
 def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
                     max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows):
@@ -248,13 +255,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     M, n = U.shape
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
-    loss_c = np.zeros(M)
-    xobs = np.empty((M, T, n))
-    status = np.zeros(M, dtype=np.int64)
-    stats = np.zeros((M, 6), dtype=np.int64)
-    gW = np.zeros((n_chunks, n, n))
-    galpha = np.zeros((n_chunks, n))
-    gd = np.zeros((n_chunks, n))
+    loss_c, xobs, status, stats, gW, galpha, gd = grad_outputs(M, T, n, n_chunks)
     for ch in prange(n_chunks):
         c_lo = ch * M // n_chunks
         c_hi = (ch + 1) * M // n_chunks

@@ -13,6 +13,7 @@ import math
 
 from .._jit import kernel
 from ..config import MAX_FACTOR, MIN_FACTOR, MIN_STEP_ULPS, SAFETY
+from .status import DT_UNDERFLOW, MAX_STEPS, SUCCESS
 
 ERROR_EXPONENT = -1.0 / 5.0  # -1 / (order of the error estimate + 1), Tsit5's embedded method has order 4
 EPS = 2.220446049250313e-16  # float64 machine epsilon
@@ -52,11 +53,17 @@ def step_factor_py(err_norm, err_prev, rejected_last, accept, beta):
     return factor
 
 
-def min_step_py(t):
-    """Smallest resolvable step at time t: MIN_STEP_ULPS times eps * |t| (between 1 and 2 ulps of t)."""
-    return MIN_STEP_ULPS * max(abs(t) * EPS, TINY)
+def step_limit_py(n_tried, max_steps, h, t):
+    """Status of a condition about to try a step of size h at time t after n_tried attempts: SUCCESS to go on,
+    MAX_STEPS at the attempt limit, DT_UNDERFLOW when h is below MIN_STEP_ULPS times eps * |t| (between 1 and 2
+    ulps of t: the step could not move t)."""
+    if n_tried >= max_steps:
+        return MAX_STEPS
+    if h < MIN_STEP_ULPS * max(abs(t) * EPS, TINY):
+        return DT_UNDERFLOW
+    return SUCCESS
 
 
 rms_error_norm = kernel(rms_error_norm_py)
 step_factor = kernel(step_factor_py)
-min_step = kernel(min_step_py)
+step_limit = kernel(step_limit_py)

@@ -11,7 +11,7 @@ from numba import prange
 
 from .._jit import driver, kernel
 from . import status as st
-from .controller import min_step, rms_error_norm, step_factor
+from .controller import rms_error_norm, step_factor, step_limit
 from .rhs import matvec_minus, rhs
 from .tableau import A, E, R
 
@@ -170,11 +170,8 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     if store:
         dt[0] = 0.0
     while k_obs < T:
-        if n_acc + n_rej >= max_steps:
-            status = st.MAX_STEPS
-            break
-        if h < min_step(t):
-            status = st.DT_UNDERFLOW
+        status = step_limit(n_acc + n_rej, max_steps, h, t)
+        if status != st.SUCCESS:
             break
         t_target = t_obs[k_obs]
         hit = t + h >= t_target

@@ -18,8 +18,8 @@ from numba import prange
 
 from .._jit import driver, kernel
 from . import status as st
-from .adjoint import _locate, add_step_integrals, adjoint_atol, observation_loss
-from .controller import min_step, rms_error_norm, step_factor
+from .adjoint import _locate, add_step_integrals, adjoint_atol, grad_outputs, observation_loss
+from .controller import rms_error_norm, step_factor, step_limit
 from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_products, stage_state
 from .rhs import adjoint_g, adjoint_rhs_z, matvec_minus, rhs_z
 from .tableau import C
@@ -93,12 +93,8 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         for b in range(nb):
             if done[b]:
                 continue
-            if n_acc[b] + n_rej[b] >= max_steps:
-                status[b] = st.MAX_STEPS
-                done[b] = True
-                continue
-            if h[b] < min_step(t[b]):
-                status[b] = st.DT_UNDERFLOW
+            status[b] = step_limit(n_acc[b] + n_rej[b], max_steps, h[b], t[b])
+            if status[b] != st.SUCCESS:
                 done[b] = True
                 continue
             t_target = t_obs[k_obs[b]]
@@ -239,12 +235,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
         for b in range(nb):
             if done[b]:
                 continue
-            if n_acc[b] + n_rej[b] >= max_steps:
-                status[b] = st.MAX_STEPS
-                done[b] = True
-                continue
-            if h[b] < min_step(t[b]):
-                status[b] = st.DT_UNDERFLOW
+            status[b] = step_limit(n_acc[b] + n_rej[b], max_steps, h[b], t[b])
+            if status[b] != st.SUCCESS:
                 done[b] = True
                 continue
             t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
@@ -334,13 +326,7 @@ def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, ar
     M, n = U.shape
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
-    loss_c = np.zeros(M)
-    xobs = np.empty((M, T, n))
-    status = np.zeros(M, dtype=np.int64)
-    stats = np.zeros((M, 6), dtype=np.int64)
-    gW = np.zeros((n_chunks, n, n))
-    galpha = np.zeros((n_chunks, n))
-    gd = np.zeros((n_chunks, n))
+    loss_c, xobs, status, stats, gW, galpha, gd = grad_outputs(M, T, n, n_chunks)
     for ch in prange(n_chunks):
         c_lo = ch * M // n_chunks
         c_hi = (ch + 1) * M // n_chunks

@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda
 
 from ..core import status as st
-from ..core.controller import min_step_py, rms_error_norm_py, step_factor_py
+from ..core.controller import rms_error_norm_py, step_factor_py, step_limit_py
 from ..core.forward import NSTAGE, dense_weights_py
 from ..core.tableau import A, B, C, E
 
@@ -26,7 +26,7 @@ def build(tile, tpb, dtype=np.float64):
     TILE = tile
 
     step_factor = cuda.jit(device=True)(step_factor_py)
-    min_step = cuda.jit(device=True)(min_step_py)
+    step_limit = cuda.jit(device=True)(step_limit_py)
     rms_error_norm = cuda.jit(device=True)(rms_error_norm_py)
     dense_weights = cuda.jit(device=True)(dense_weights_py)
 
@@ -132,12 +132,9 @@ def build(tile, tpb, dtype=np.float64):
                 status[c] = st.NONFINITE
                 active[c] = 0
                 return
-            if nacc[c] + nrej[c] >= max_steps:
-                status[c] = st.MAX_STEPS
-                active[c] = 0
-                return
-            if h[c] < min_step(t[c]):
-                status[c] = st.DT_UNDERFLOW
+            limit = step_limit(nacc[c] + nrej[c], max_steps, h[c], t[c])
+            if limit != st.SUCCESS:
+                status[c] = limit
                 active[c] = 0
                 return
             target = t_obs[kobs[c]]
@@ -224,12 +221,9 @@ def build(tile, tpb, dtype=np.float64):
             hs[c] = 0.0
             if not active[c]:
                 return
-            if nacc[c] + nrej[c] >= max_steps:
-                status[c] = st.MAX_STEPS
-                active[c] = 0
-                return
-            if h[c] < min_step(t[c]):
-                status[c] = st.DT_UNDERFLOW
+            limit = step_limit(nacc[c] + nrej[c], max_steps, h[c], t[c])
+            if limit != st.SUCCESS:
+                status[c] = limit
                 active[c] = 0
                 return
             k = seg[c]
