@@ -116,8 +116,14 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert 100 <= rows < 600, rows
     partial = read_fit(out)
     assert partial["status"] == "running"
+    # what a kill in the middle of a checkpoint rewrite leaves beside the results file; --resume removes it
+    stale = tmp_path / ".killed.h5.abcd1234.tmp"
+    stale.write_bytes(b"half-written")
+    other = tmp_path / ".ref.h5.abcd1234.tmp"  # another file's temporary is left alone
+    other.write_bytes(b"x")
     _run(["train", "--resume", "--out", str(out)] + TRAIN_ARGS[1:])
     _same_fit(read_fit(ref), read_fit(out))
+    assert not stale.exists() and other.exists()
 
 
 def test_sigterm_writes_checkpoint_and_exits_75(tmp_path):

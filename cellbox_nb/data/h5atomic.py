@@ -30,6 +30,28 @@ def atomic_h5_write(path):
         raise
 
 
+def remove_stale_temps(path):
+    """Remove temporary files that an interrupted :func:`atomic_h5_write` of ``path`` left behind.
+
+    A process killed by SIGKILL (or a power loss) while it rewrites ``path`` cannot delete its temporary
+    ``.<name>.XXXXXXXX.tmp``; the file at ``path`` is still the previous complete version.  Call this only where
+    no other process writes ``path`` (a results file has one writer).  Returns the removed paths.
+    """
+    import glob
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern = os.path.join(glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*.tmp")
+    removed = []
+    for tmp in glob.glob(pattern):
+        try:
+            os.remove(tmp)
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def open_for_reading(path, label):
     """Open an HDF5 file read-only, or raise InputDataError '<label> '<path>': <problem>' (one line).
 

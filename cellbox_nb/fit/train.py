@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from ..api import SolveError, loss_and_grad, solve
+from ..data.h5atomic import remove_stale_temps
 from ..errors import ConfigError, Interrupted, NumericalError
 from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
@@ -146,6 +147,8 @@ class Trainer:
             self.parallel.barrier()
         if resume:
             saved = read_fit(self.out, with_checkpoint=True)
+            if self._writes:  # a kill during a checkpoint rewrite leaves its temporary file; the old file is whole
+                remove_stale_temps(self.out)
             if saved["status"] in FINAL_STATUSES:
                 return saved
             if saved["config"] != json.loads(json.dumps(self.cfg)):
