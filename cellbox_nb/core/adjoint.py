@@ -21,7 +21,7 @@ For one condition (DESIGN.md section 3; reversed time tau = t_T - t):
 import numpy as np
 from numba import prange
 
-from .._jit import driver, kernel
+from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
 from .forward import NSTAGE, dense_eval_xz, error_estimate, forward_one, stage_state
@@ -33,7 +33,7 @@ LOSS_MSE = 1
 NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0)
 
 
-@kernel
+@leaf
 def observation_loss(xobs, y, mask, loss_kind, dl):
     """Unnormalised loss of one condition and dl/dx at each observation time.
 
@@ -57,7 +57,7 @@ def observation_loss(xobs, y, mask, loss_kind, dl):
     return total
 
 
-@kernel
+@leaf
 def adjoint_atol(dl, artol, aatol):
     """Absolute tolerance of the adjoint of one condition: ``aatol`` if positive, else artol * max |dl|.
 
@@ -75,7 +75,7 @@ def adjoint_atol(dl, artol, aatol):
     return artol * big if big > 0.0 else artol
 
 
-@kernel
+@leaf
 def _locate(dt, n_st, p, t):
     """Index of the stored step containing t, searching from p (t moves mostly backward)."""
     while p > 0 and t < dt[p]:
@@ -86,20 +86,26 @@ def _locate(dt, n_st, p, t):
 
 
 @kernel
+def flush_dw(gW, Gq, Xq, q):
+    """gW += Gq[:q]^T Xq[:q] (one matrix product) and empty the buffers; returns the new count, 0."""
+    if q > 0:
+        gW += np.dot(Gq[:q].T, Xq[:q])
+    return 0
+
+
+@leaf
 def add_step_integrals(h, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q):
     """Add one accepted backward step's parameter integrals, quadrature with the weights h * b_i on its stages.
 
     GS, XS, LS, TH (7, n): g, x, lam and tanh(z) at the stages.  dL/dW += sum_i h b_i g_i x_i^T, directly (rank-6
-    update, when Gq has no rows) or into the buffers Gq, Xq (Q, n) holding q terms, which are added to gW by one
-    matrix product when full; dL/dalpha += sum_i h b_i lam_i tanh(z_i); dL/dd -= sum_i h b_i lam_i x_i.
-    Returns the new number of buffered terms.
+    update, when Gq has no rows) or into the buffers Gq, Xq (Q, n) holding q terms, which the caller adds to gW
+    with :func:`flush_dw` (one matrix product) before they overflow (q + 6 > Q) and at the end;
+    dL/dalpha += sum_i h b_i lam_i tanh(z_i); dL/dd -= sum_i h b_i lam_i x_i.  Returns the new number of buffered
+    terms.  (A leaf: the flush, which allocates, stays with the caller.)
     """
     n = GS.shape[1]
     nq = Gq.shape[0]
     if nq > 0:
-        if q + NQUAD > nq:
-            gW += np.dot(Gq[:q].T, Xq[:q])
-            q = 0
         for s in range(NQUAD):
             c = h * B[s]
             for i in range(n):
@@ -202,6 +208,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 h = h_step * factor
                 continue
             # parameter integrals from the accepted stages (weights h * b_i), outside the error norm
+            if Gq.shape[0] > 0 and q + NQUAD > Gq.shape[0]:
+                q = flush_dw(gW, Gq, Xq, q)
             q = add_step_integrals(h_step, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q)
             if seg_start:
                 h_first = h_step
@@ -226,8 +234,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                     finite = False
             if not finite:
                 return st.NONFINITE, n_acc, n_rej, nfev
-    if q > 0:
-        gW += np.dot(Gq[:q].T, Xq[:q])
+    flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev
 
 

@@ -11,7 +11,7 @@ err_i / (atol + rtol * max(|y_i|, |y_new_i|)).
 
 import math
 
-from .._jit import kernel
+from .._jit import leaf
 from ..config import MAX_FACTOR, MIN_FACTOR, MIN_STEP_ULPS, SAFETY
 from .status import DT_UNDERFLOW, MAX_STEPS, SUCCESS
 
@@ -19,7 +19,7 @@ ERROR_EXPONENT = -1.0 / 5.0  # -1 / (order of the error estimate + 1), Tsit5's e
 EPS = 2.220446049250313e-16  # float64 machine epsilon
 TINY = 5e-324  # smallest positive float64
 
-# The functions below are plain Python on scalars and 1-D arrays (no decorators): ``kernel`` compiles them for the
+# The functions below are plain Python on scalars and 1-D arrays (no decorators): ``leaf`` compiles them for the
 # CPU here, and cellbox_nb.cuda compiles the same functions as CUDA device functions.
 
 
@@ -64,6 +64,6 @@ def step_limit_py(n_tried, max_steps, h, t):
     return SUCCESS
 
 
-rms_error_norm = kernel(rms_error_norm_py)
-step_factor = kernel(step_factor_py)
-step_limit = kernel(step_limit_py)
+rms_error_norm = leaf(rms_error_norm_py)
+step_factor = leaf(step_factor_py)
+step_limit = leaf(step_limit_py)

@@ -9,7 +9,7 @@ stage derivatives, enough for Tsit5's dense output (tableau.R) anywhere inside t
 import numpy as np
 from numba import prange
 
-from .._jit import driver, kernel
+from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
 from .rhs import matvec_minus, rhs
@@ -18,7 +18,7 @@ from .tableau import A, E, R
 NSTAGE = 7
 
 
-@kernel
+@leaf
 def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
     """One Tsit5 step of size h from x, with K[0] = f(x) and Zb[0] = W x - u on entry (FSAL).
 
@@ -31,7 +31,7 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
     error_estimate(K, h, err)
 
 
-@kernel
+@leaf
 def stage_state(y, K, h, s, out):
     """out = y + h * sum_{j<s} A[s, j] K[j]: the argument of stage s (any ODE solved with this tableau).
 
@@ -49,7 +49,7 @@ def stage_state(y, K, h, s, out):
         out[i] = y[i] + h * out[i]
 
 
-@kernel
+@leaf
 def error_estimate(K, h, err):
     """err = h * sum_j E[j] K[j], the embedded error estimate of a step (accumulated as in stage_state)."""
     n = err.shape[0]
@@ -63,7 +63,7 @@ def error_estimate(K, h, err):
         err[i] = h * err[i]
 
 
-@kernel
+@leaf
 def stage_products(Zb, h, out):
     """W k_i for i = 1..6 from the stage arguments of one step, without a matrix product.
 
@@ -79,7 +79,7 @@ def stage_products(Zb, h, out):
             out[s - 1, i] = v / A[s, s - 1]
 
 
-@kernel
+@leaf
 def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
     """Initial step by Hairer's rule (Hairer, Norsett & Wanner I, II.4; scipy's select_initial_step)."""
     n = x0.shape[0]
@@ -283,10 +283,10 @@ def dense_weights_py(theta, w):
         w[s] = theta * (R[s, 0] + theta * (R[s, 1] + theta * (R[s, 2] + theta * R[s, 3])))
 
 
-dense_weights = kernel(dense_weights_py)
+dense_weights = leaf(dense_weights_py)
 
 
-@kernel
+@leaf
 def dense_eval(dt, dx, dk, p, t, w, out):
     """x(t) from stored step p (dt[p] <= t <= dt[p+1]) by Tsit5's continuous extension.
 
@@ -305,7 +305,7 @@ def dense_eval(dt, dx, dk, p, t, w, out):
         out[i] = dx[p, i] + h * out[i]
 
 
-@kernel
+@leaf
 def dense_eval_xz(dt, dx, dk, dz, p, t, w, x_out, z_out):
     """x(t) and z(t) = W x(t) - u from stored step p, with the same weights (z from the stored W k_i)."""
     h = dt[p + 1] - dt[p]

@@ -16,9 +16,9 @@ run in parallel), and results do not depend on the thread count because blocks a
 import numpy as np
 from numba import prange
 
-from .._jit import driver, kernel
+from .._jit import driver, kernel, leaf
 from . import status as st
-from .adjoint import _locate, add_step_integrals, adjoint_atol, grad_outputs, observation_loss
+from .adjoint import NQUAD, _locate, add_step_integrals, adjoint_atol, flush_dw, grad_outputs, observation_loss
 from .controller import rms_error_norm, step_factor, step_limit
 from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_products, stage_state
 from .rhs import adjoint_g, adjoint_rhs_z, matvec_minus, rhs_z
@@ -175,7 +175,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk, dz
 
 
-@kernel
+@leaf
 def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, w, z):
     """Add the jump dl/dx(t_k) of condition b to lam and recompute its first stage; returns the step index."""
     n = lam.shape[1]
@@ -274,6 +274,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 rejected_last[b] = True
                 h[b] = h_step * factor
                 continue
+            if Gq.shape[0] > 0 and q + NQUAD > Gq.shape[0]:
+                q = flush_dw(gW, Gq, Xq, q)
             q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], gW, galpha, gd, Gq, Xq, q)
             if seg_start[b]:
                 h_first[b] = h_step
@@ -312,8 +314,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     nfev[b] += 1
                     rejected_last[b] = False
                     err_prev[b] = 1.0
-    if q > 0:
-        gW += np.dot(Gq[:q].T, Xq[:q])
+    flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev
 
 

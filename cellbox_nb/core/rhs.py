@@ -11,11 +11,11 @@ inner loop is a vectorisable axpy, and ``W`` for W^T g, computed as a sum of row
 add in a fixed order, so results do not depend on threads or SIMD width.  tanh is core.tanh's vectorisable version.
 """
 
-from .._jit import kernel
+from .._jit import leaf
 from .tanh import tanh
 
 
-@kernel
+@leaf
 def matvec_minus(WT, x, u, z):
     """z = W x - u (W given as its transpose WT, shape (n, n)); writes z (n,).
 
@@ -41,7 +41,7 @@ def matvec_minus(WT, x, u, z):
         j += 1
 
 
-@kernel
+@leaf
 def rmatvec(W, g, r):
     """r = W^T g for W (n, n), rows taken four at a time as in :func:`matvec_minus`; writes r (n,)."""
     n = g.shape[0]
@@ -63,21 +63,21 @@ def rmatvec(W, g, r):
         i += 1
 
 
-@kernel
+@leaf
 def rhs_z(alpha, d, z, x, out):
     """out = alpha * tanh(z) - d * x, given z = W x - u."""
     for i in range(x.shape[0]):
         out[i] = alpha[i] * tanh(z[i]) - d[i] * x[i]
 
 
-@kernel
+@leaf
 def rhs(WT, alpha, d, u, x, z, out):
     """out = alpha * tanh(W x - u) - d * x; z (n,) is scratch and holds W x - u on return."""
     matvec_minus(WT, x, u, z)
     rhs_z(alpha, d, z, x, out)
 
 
-@kernel
+@leaf
 def adjoint_g(alpha, z, lam, th, g):
     """th = tanh(z) and g = alpha * (1 - th**2) * lam, the vector W^T multiplies in the adjoint right-hand side."""
     for i in range(z.shape[0]):
@@ -86,7 +86,7 @@ def adjoint_g(alpha, z, lam, th, g):
         g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
 
 
-@kernel
+@leaf
 def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
     """As :func:`adjoint_rhs` with z = W x - u given (interpolated from the forward pass): no W x product."""
     n = z.shape[0]
@@ -96,7 +96,7 @@ def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
         out[i] -= d[i] * lam[i]
 
 
-@kernel
+@leaf
 def adjoint_rhs(W, WT, alpha, d, u, x, lam, z, th, g, out):
     """Adjoint right-hand side in reversed time, d lam / d tau = W^T g - d * lam.
 

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import leaf
 
 LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * LN2_HI is exact for |k| < 2^20
 LN2_LO = 1.90821492927058770002e-10
@@ -25,7 +25,7 @@ POW2 = np.array([2.0**k for k in range(-64, 1)])  # 2^k for k = -64..0
 P2, P3, P4, P5, P6, P7, P8, P9, P10, P11, P12, P13 = (1.0 / math.factorial(k) for k in range(2, 14))
 
 
-@kernel
+@leaf
 def tanh(x):
     """tanh of a float64 scalar; see the module docstring for the method and its accuracy."""
     a = abs(x)
