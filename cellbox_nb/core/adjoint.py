@@ -134,6 +134,36 @@ def add_step_integrals(h, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q):
     return q
 
 
+@leaf
+def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH, GS, w, z):
+    """Stages 2..7 of one backward step of size h_step from (t, lam), stage 1 given in row 0 of LS, KL, XS, TH, GS.
+
+    Stage s sits at t - C[s] h_step (exactly t_stop for the last stage of a step that lands on it); x and z there
+    come from the forward dense store.  Fills rows 1..6; returns the dense-store step index of the last stage.
+    (One leaf call per step, so the row views below cost no reference counting.)
+    """
+    for s in range(1, NSTAGE):
+        stage_state(lam, KL, h_step, s, LS[s])
+        ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
+        p = _locate(dt, n_st, p, ts)
+        dense_eval_xz(dt, dx, dk, dz, p, ts, w, XS[s], z)
+        adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
+    return p
+
+
+@leaf
+def fsal_rows(lam, LS, KL, XS, TH, GS):
+    """After an accepted backward step: lam = its end value, and the last stage becomes the next step's first."""
+    last = NSTAGE - 1
+    for i in range(lam.shape[0]):
+        lam[i] = LS[last, i]
+        LS[0, i] = LS[last, i]
+        KL[0, i] = KL[last, i]
+        XS[0, i] = XS[last, i]
+        TH[0, i] = TH[last, i]
+        GS[0, i] = GS[last, i]
+
+
 @kernel
 def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                  dt, dx, dk, dz, n_st, gW, galpha, gd, Gq, Xq):
@@ -191,12 +221,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 return limit, n_acc, n_rej, nfev
             hit = t - h <= t_stop
             h_step = t - t_stop if hit else h
-            for s in range(1, NSTAGE):
-                stage_state(lam, KL, h_step, s, LS[s])
-                ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
-                p = _locate(dt, n_st, p, ts)
-                dense_eval_xz(dt, dx, dk, dz, p, ts, w, XS[s], z)
-                adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
+            p = adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH,
+                               GS, w, z)
             nfev += NSTAGE - 1
             error_estimate(KL, h_step, err)
             en = rms_error_norm(err, lam, LS[NSTAGE - 1], rtol, atol)
@@ -215,14 +241,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 h_first = h_step
                 seg_start = False
             t = t_stop if hit else t - h_step
-            for i in range(n):
-                lam[i] = LS[NSTAGE - 1, i]
-            # FSAL: the last stage is the next step's first
-            LS[0] = LS[NSTAGE - 1]
-            KL[0] = KL[NSTAGE - 1]
-            XS[0] = XS[NSTAGE - 1]
-            TH[0] = TH[NSTAGE - 1]
-            GS[0] = GS[NSTAGE - 1]
+            fsal_rows(lam, LS, KL, XS, TH, GS)
             n_acc += 1
             rejected_last = False
             err_prev = max(en, 1e-4)

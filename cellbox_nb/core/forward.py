@@ -108,6 +108,22 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
     return min(100.0 * h0, h1, t_span)
 
 
+@leaf
+def store_step(x, K, Zb, h, p, dx, dk, dz):
+    """Keep accepted step p for the dense output: start state, stage derivatives, z at its start and W k_i."""
+    n = x.shape[0]
+    for i in range(n):
+        dx[p, i] = x[i]
+        dz[p, 0, i] = Zb[0, i]
+    for s in range(NSTAGE):
+        for i in range(n):
+            dk[p, s, i] = K[s, i]
+    stage_products(Zb, h, dz[p, 1:])
+    if p > 0:
+        for i in range(n):
+            dz[p - 1, NSTAGE, i] = dz[p, 1, i]  # W k_7 of the previous step is this step's W k_1 (FSAL)
+
+
 @kernel
 def _grow(dt, dx, dk, dz, cap):
     """Copy the dense store into arrays of capacity `cap` steps."""
@@ -193,12 +209,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                     status = st.DENSE_OVERFLOW
                     break
                 dt, dx, dk, dz = _grow(dt, dx, dk, dz, min(2 * n_st, max_dense_steps))
-            dx[n_st] = x
-            dk[n_st] = K
-            dz[n_st, 0] = Zb[0]
-            stage_products(Zb, h_step, dz[n_st, 1:])
-            if n_st > 0:
-                dz[n_st - 1, NSTAGE] = dz[n_st, 1]  # W k_7 of the previous step is this step's W k_1 (FSAL)
+            store_step(x, K, Zb, h_step, n_st, dx, dk, dz)
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
