@@ -216,3 +216,27 @@ def test_cli_runner_smoke():
 
     res = CliRunner().invoke(cli, ["train", "--help"])
     assert res.exit_code == 0 and "--resume" in res.output
+
+
+def test_init_params_start_the_fit_where_given(tmp_path):
+    """A warm start: with a learning rate of 1e-12 the fit ends where it started (to 1e-9), the W mask still
+    applies to the given W, and malformed starting values are a ConfigError naming the key."""
+    from cellbox_nb.data.dataset import simulate
+    from cellbox_nb.data.network import load_network
+    from cellbox_nb.fit.train import train
+
+    net = load_network("LI")
+    ds = simulate(net, conditions=12, times=3, noise=0.0, seed=3)
+    cfg = resolve({"epochs": 2, "lr": 1e-12, "schedule": "constant", "no_self_loops": True,
+                   "checkpoint_seconds": 1e9, "n_val": 2, "n_test": 2})
+    W0 = net.W.astype(float) + 0.25
+    alpha0 = np.linspace(0.5, 1.5, net.n)
+    res = train(ds, cfg, tmp_path / "warm.h5", init_params={"W": W0, "alpha": alpha0})
+    expect = W0 - np.diag(np.diag(W0))  # the self-loop mask zeroes the given diagonal
+    assert np.max(np.abs(res["final"]["W"] - expect)) < 1e-9
+    assert np.max(np.abs(res["final"]["alpha"] - alpha0)) < 1e-9
+    for bad, needle in [({"W": np.zeros((3, 3))}, "shape"), ({"alpha": np.full(net.n, np.nan)}, "NaN"),
+                        ({"beta": 1.0}, "unknown key")]:
+        with pytest.raises(ConfigError, match=needle):
+            train(ds, cfg, tmp_path / "bad.h5", init_params=bad)
+        assert not (tmp_path / "bad.h5").exists()  # refused before anything is written

@@ -108,10 +108,27 @@ def _unnum(x):
     return math.inf if x is None else float(x)
 
 
+def _check_init_params(init_params, n):
+    """Validated copies of the starting values given to :func:`train` (keys W, alpha, d; any subset)."""
+    out = {}
+    shapes = {"W": (n, n), "alpha": (n,), "d": (n,)}
+    for key, val in (init_params or {}).items():
+        if key not in shapes:
+            raise ConfigError(f"init_params: unknown key '{key}' (expected W, alpha, d)")
+        arr = np.array(val, dtype=np.float64)
+        if arr.shape != shapes[key]:
+            raise ConfigError(f"init_params['{key}']: shape {arr.shape}, expected {shapes[key]}")
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"init_params['{key}']: contains NaN or infinite values")
+        out[key] = arr
+    return out
+
+
 class Trainer:
     """Fit one dataset with one resolved config, writing ``out_path`` (see :mod:`cellbox_nb.fit.store`)."""
 
-    def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None, parallel=None):
+    def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None, parallel=None,
+                 init_params=None):
         # parallel: None, or a condition splitter (cellbox_nb.fit.mpi.Conditions) whose loss_and_grad and solve
         # sum over all ranks; then only its root writes the results file
         self.parallel = parallel
@@ -129,15 +146,18 @@ class Trainer:
         self.mask = dataset.observed()
         self.created = None
         self._last_ckpt = 0.0
+        self.init_params = _check_init_params(init_params, dataset.n)
 
     # -- set-up ---------------------------------------------------------------------------------------------
     def _initial_state(self):
         cfg, n = self.cfg, self.ds.n
         rng = np.random.default_rng(cfg["seed"])
         W = np.zeros((n, n)) if cfg["init"] == "zeros" else cfg["init_scale"] * rng.normal(size=(n, n))
-        if self.w_mask is not None:
-            W = np.where(self.w_mask, W, 0.0)
         params = {"W": W, "alpha": np.full(n, cfg["init_alpha"]), "d": np.ones(n)}
+        for key, val in self.init_params.items():  # given starting values replace the configured ones
+            params[key] = val.copy()
+        if self.w_mask is not None:
+            params["W"] = np.where(self.w_mask, params["W"], 0.0)
         st = _State(params, cfg)
         st.rng_state = rng.bit_generator.state
         return st
@@ -369,10 +389,14 @@ def evaluate(ds, split, params, X, loss_kind="mae"):
     return out
 
 
-def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested=None, parallel=None):
+def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested=None, parallel=None,
+          init_params=None):
     """Fit ``dataset`` with the resolved config ``cfg``; write and return the results (see read_fit).
 
     ``parallel``: split the conditions across MPI ranks (:func:`cellbox_nb.fit.mpi.from_environment`); ranks other
-    than the root write nothing and return only status, metrics and parameters."""
+    than the root write nothing and return only status, metrics and parameters.
+    ``init_params``: starting values {"W": (n, n), "alpha": (n,), "d": (n,)} (any subset) instead of the configured
+    initialisation, e.g. a warm start from an earlier fit (the W mask still applies); ignored by ``resume``, which
+    continues from the checkpoint."""
     return Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested,
-                   parallel=parallel).start(resume=resume)
+                   parallel=parallel, init_params=init_params).start(resume=resume)
