@@ -18,9 +18,10 @@ from numba import prange
 
 from .._jit import driver, kernel, leaf
 from . import status as st
-from .adjoint import NQUAD, _locate, add_step_integrals, adjoint_atol, flush_dw, grad_outputs, observation_loss
+from .adjoint import (NQUAD, _locate, add_step_integrals, adjoint_atol, flush_dw, fsal_rows, grad_outputs,
+                      observation_loss)
 from .controller import rms_error_norm, step_factor, step_limit
-from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_products, stage_state
+from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_state, store_step
 from .rhs import adjoint_g, adjoint_rhs_z, matvec_minus, rhs_z
 from .tableau import C
 
@@ -137,12 +138,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                         done[b] = True
                         continue
                     dt, dx, dk, dz = _grow_block(dt, dx, dk, dz, min(2 * p, max_dense_steps))
-                dx[b, p] = X[b]
-                dk[b, p] = K[b]
-                dz[b, p, 0] = ZB[b, 0]
-                stage_products(ZB[b], h_step, dz[b, p, 1:])
-                if p > 0:
-                    dz[b, p - 1, NSTAGE] = dz[b, p, 1]
+                store_step(X[b], K[b], ZB[b], h_step, p, dx[b], dk[b], dz[b])
                 dt[b, p + 1] = t_end
                 n_st[b] = p + 1
             t[b] = t_end
@@ -282,13 +278,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 seg_start[b] = False
             t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
             t[b] = t_stop if hit[b] else t[b] - h_step
-            for i in range(n):
-                lam[b, i] = LS[b, NSTAGE - 1, i]
-            LS[b, 0] = LS[b, NSTAGE - 1]
-            KL[b, 0] = KL[b, NSTAGE - 1]
-            XS[b, 0] = XS[b, NSTAGE - 1]
-            TH[b, 0] = TH[b, NSTAGE - 1]
-            GS[b, 0] = GS[b, NSTAGE - 1]
+            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b])
             n_acc[b] += 1
             rejected_last[b] = False
             err_prev[b] = max(en, 1e-4)
