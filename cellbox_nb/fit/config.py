@@ -85,9 +85,26 @@ SCHEMA = {
 DEFAULTS = {k: v[0] for k, v in SCHEMA.items()}
 
 
+# Names users bring from CellBox's configs (TF/PyTorch, CellBox.jl) and from common training tools, for the hint
+# of an unknown key (spelling distance alone would suggest lr_step for learning_rate).  Only hints: nothing is
+# renamed silently.  (cellbox-nb import-config converts a whole CellBox config file.)
+ALIASES = {
+    "learning_rate": "lr", "lr_val": "lr", "lr_init": "lr",
+    "n_iter_max": "epochs", "max_epochs": "epochs", "num_epochs": "epochs", "n_epoch": "epochs", "n_iter": "epochs",
+    "grad_max": "clip_norm", "max_grad_norm": "clip_norm", "gradient_clip": "clip_norm", "clip": "clip_norm",
+    "l1lambda": "l1", "l1_lambda": "l1", "l2lambda": "l2", "l2_lambda": "l2",
+    "batchsize": "batch_size", "n_batch": "batch_size",
+    "ntotal": "times", "n_mu": "max_targets", "n_exp": "conditions", "noise_level": "noise",
+    "n_iter_patience": "patience", "n_iter_buffer": "ma_window", "seed_data": "data_seed",
+}
+
+
 def _closest(key):
-    match = difflib.get_close_matches(key, SCHEMA.keys(), n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+    norm = key.strip().lower().replace("-", "_").replace(" ", "_")
+    match = difflib.get_close_matches(norm, list(SCHEMA) + list(ALIASES), n=1, cutoff=0.5)
+    if not match:
+        return ""
+    return f" (did you mean '{ALIASES.get(match[0], match[0])}'?)"
 
 
 def _coerce(key, value):
