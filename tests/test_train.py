@@ -244,3 +244,20 @@ def test_init_params_start_the_fit_where_given(tmp_path):
         with pytest.raises(ConfigError, match=needle):
             train(ds, cfg, tmp_path / "bad.h5", init_params=bad)
         assert not (tmp_path / "bad.h5").exists()  # refused before anything is written
+
+
+def test_a_fresh_fit_removes_stale_temporaries_of_its_output(tmp_path):
+    """Like --resume (tested with SIGKILL above), a new fit over the same path removes what a killed rewrite left."""
+    from cellbox_nb.data.dataset import simulate
+    from cellbox_nb.data.network import load_network
+    from cellbox_nb.fit.train import train
+
+    ds = simulate(load_network("LI"), conditions=8, times=2, noise=0.0, seed=1)
+    cfg = resolve({"epochs": 2, "checkpoint_seconds": 1e9, "n_val": 2, "n_test": 2})
+    stale = tmp_path / ".fit.h5.zz99yy88.tmp"
+    stale.write_bytes(b"half-written")
+    other = tmp_path / ".other.h5.zz99yy88.tmp"
+    other.write_bytes(b"x")
+    train(ds, cfg, tmp_path / "fit.h5")
+    assert not stale.exists() and other.exists()
+    assert read_fit(tmp_path / "fit.h5")["status"] in ("finished", "early_stopped")

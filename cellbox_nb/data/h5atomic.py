@@ -5,6 +5,7 @@ never a half-written one; on any failure the temporary file is removed and the o
 """
 
 import contextlib
+import glob
 import os
 import tempfile
 
@@ -37,8 +38,6 @@ def remove_stale_temps(path):
     ``.<name>.XXXXXXXX.tmp``; the file at ``path`` is still the previous complete version.  Call this only where
     no other process writes ``path`` (a results file has one writer).  Returns the removed paths.
     """
-    import glob
-
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     pattern = os.path.join(glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*.tmp")

@@ -165,10 +165,10 @@ class Trainer:
     def start(self, resume=False):
         if self.parallel:  # every rank has checked its inputs before the root writes anything
             self.parallel.barrier()
+        if self._writes:  # a kill during an earlier rewrite of this file left its temporary; the file itself is whole
+            remove_stale_temps(self.out)
         if resume:
             saved = read_fit(self.out, with_checkpoint=True)
-            if self._writes:  # a kill during a checkpoint rewrite leaves its temporary file; the old file is whole
-                remove_stale_temps(self.out)
             if saved["status"] in FINAL_STATUSES:
                 return saved
             if saved["config"] != json.loads(json.dumps(self.cfg)):
