@@ -23,9 +23,9 @@ def leaf(fn):
     Numba's reference counting (``_nrt=False``).
 
     With reference counting on, every call that passes arrays (or row views of them) increments and decrements
-    their reference counts with atomic operations; at small n those cost more than the arithmetic (a Tsit5 step
-    at n = 7: about 1.5 us with them, 0.7 us without), and two threads doing it on the same shared arrays (W,
-    alpha) contend for one cache line.  A leaf that tried to allocate would fail to compile, not misbehave.
+    their reference counts with atomic operations; at small n those cost more than the arithmetic (n = 7:
+    loss+grad 3.4 ms with them, 2.1 ms without; bench/RESULTS.md), and two threads doing it on the same shared
+    arrays (W, alpha) contend for one cache line.  A leaf that tried to allocate would fail to compile, not misbehave.
     """
     return njit(cache=CACHE, fastmath=False, nogil=True, error_model="numpy", _nrt=False)(fn)
 
