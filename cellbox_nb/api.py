@@ -177,10 +177,12 @@ def _grad_chunks(M, n):
 
 
 def _lockstep_block(n):
-    """Most conditions in one lockstep block (config.LOCKSTEP_BLOCK, or by n when it is 0)."""
+    """Most conditions in one lockstep block (config.LOCKSTEP_BLOCK, or by n when it is 0; see config)."""
     if config.LOCKSTEP_BLOCK > 0:
         return config.LOCKSTEP_BLOCK
-    return 8 if n < 512 else 32
+    if n < config.LOCKSTEP_SMALL_BLOCK_N:
+        return 8
+    return 4 if n < config.LOCKSTEP_BIG_BLOCK_N else 32
 
 
 def _lockstep_blocks(M, n):
