@@ -23,12 +23,13 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
 DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "64"))  # from this n on, dL/dW by matrix products
 LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
-# conditions per lockstep block; 0: by n, 8 below n = 128, 4 up to n = 448, 32 from there.  Measured on the 2-core
-# dev machine (2 MiB L2 per core; bench/RESULTS.md, "Lockstep block size"): while W fits in a core's cache the
-# products gain little from more rows and smaller blocks keep the block's dense store closer (n = 300: loss+grad
-# 0.29 s with 4, 0.31-0.37 s with 8); once it does not, each product reuses W for more conditions (n = 500: 0.49 s
-# with 32, 0.61 s with 4).  Other machines may prefer others: set CELLBOX_NB_LOCKSTEP_BLOCK.
-LOCKSTEP_SMALL_BLOCK_N = 128
+# conditions per lockstep block; 0: by n, 8 below n = 256, 4 up to n = 448, 32 from there.  Measured on the 2-core
+# dev machine (2 MiB L2 per core) with `python bench/lockstep_block.py` (bench/RESULTS.md, "Lockstep block size"),
+# loss+grad: n = 150 0.100 s with 8, 0.105 s with 4; n = 300 0.276 s with 4, 0.287 s with 8; n = 400 0.330 s with
+# 4, 0.416 s with 8; n = 500 0.478 s with 32, 0.564 s with 4.  While W fits in a core's cache the products gain
+# little from more rows and smaller blocks keep the block's dense store closer; once it does not, each product
+# reuses W for more conditions.  Other machines may prefer others: set CELLBOX_NB_LOCKSTEP_BLOCK.
+LOCKSTEP_SMALL_BLOCK_N = 256
 LOCKSTEP_BIG_BLOCK_N = 448
 LOCKSTEP_BLOCK = int(os.environ.get("CELLBOX_NB_LOCKSTEP_BLOCK", "0"))
 DEFER_DW_ROWS = 384  # dL/dW terms buffered per chunk before one product (64 backward steps x 6 stages)
