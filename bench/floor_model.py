@@ -4,7 +4,8 @@ For each grid size, one ``loss_and_grad(full_output=True)`` call gives the work 
 right-hand-side counts do not depend on timing); the work implies
 
 * flops: 2 n^2 per condition and right-hand side of the forward pass (W x) and of the backward pass (W^T g), and
-  2 n^2 per accepted backward step and quadrature node (NQUAD = 6 stages) for the dL/dW update g x^T;
+  2 n^2 per rank-one term g x^T of the dL/dW quadrature (counted by the solver: six per accepted backward step, or
+  fewer where it groups them per forward step, n >= 64);
 * tanh evaluations: n per right-hand side, forward and backward;
 
 and the floor is flops / (measured matrix-product rate) + tanh evaluations x (measured ns per tanh) / cores.  The
@@ -39,7 +40,6 @@ def main():
     apply_threads(args.threads)
     from cellbox_nb import api, floor
     from cellbox_nb.benchmark import GRID, loadavg, machine, make_problem, parse_sizes, threads, versions
-    from cellbox_nb.core.adjoint import NQUAD
 
     sizes = parse_sizes(args.sizes, GRID)
     cores = len(os.sched_getaffinity(0))
@@ -51,10 +51,10 @@ def main():
         call = lambda: api.loss_and_grad(P["W"], P["alpha"], P["U"], P["t"], P["Y"], full_output=True)  # noqa
         _, _, info = call()
         s = info["stats"].astype(float)
-        fwd_fev, bwd_fev, bwd_acc = s[:, 2].sum(), s[:, 5].sum(), s[:, 3].sum()
+        fwd_fev, bwd_fev, bwd_acc, quad_terms = s[:, 2].sum(), s[:, 5].sum(), s[:, 3].sum(), s[:, 6].sum()
         flops_fwd = 2.0 * n * n * fwd_fev
         flops_bwd = 2.0 * n * n * bwd_fev
-        flops_quad = 2.0 * n * n * NQUAD * bwd_acc
+        flops_quad = 2.0 * n * n * quad_terms
         tanh_evals = n * (fwd_fev + bwd_fev)
         gemm = floor.gemm([(n, M)], budget_s=0.5)[0]["gflops"]
         flops = flops_fwd + flops_bwd + flops_quad
@@ -67,7 +67,8 @@ def main():
             times.append(time.perf_counter() - t0)
         measured = float(np.median(times))
         row = {"bench": "floor_model", "n": n, "M": M, "T": T, "fwd_rhs_per_cond": fwd_fev / M,
-               "bwd_rhs_per_cond": bwd_fev / M, "bwd_steps_per_cond": bwd_acc / M, "gflop": flops / 1e9,
+               "bwd_rhs_per_cond": bwd_fev / M, "bwd_steps_per_cond": bwd_acc / M,
+               "quad_terms_per_cond": quad_terms / M, "gflop": flops / 1e9,
                "gflop_fwd": flops_fwd / 1e9, "gflop_bwd": flops_bwd / 1e9, "gflop_quad": flops_quad / 1e9,
                "tanh_evals": tanh_evals, "gemm_gflops": gemm, "tanh_ns": tanh_ns, "cores": cores,
                "floor_s": floor_s, "measured_s": measured, "measured_over_floor": measured / floor_s,

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import config
 from .core import status as st
-from .core.adjoint import LOSS_MAE, LOSS_MSE, loss_grad_batch
+from .core.adjoint import LOSS_MAE, LOSS_MSE, QROWS_STEP, loss_grad_batch
 from .core.forward import NSTAGE, solve_batch
 from .core.lockstep import loss_grad_lockstep, solve_lockstep
 from .errors import ConfigError, InputDataError, NumericalError
@@ -216,8 +216,10 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition.
     precision : as in :func:`solve`.
-    full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 6): forward accepted,
-        rejected, RHS evaluations, then the same for the backward pass.
+    full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 7): forward accepted,
+        rejected, RHS evaluations, then the same for the backward pass, then the rank-one terms g x^T the dL/dW
+        quadrature added (six per accepted backward step, fewer from n = 64 where they are grouped per forward
+        step).
 
     Returns
     -------
@@ -265,7 +267,8 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
             max_dense_steps=max_dense_steps, dtype=_precision(precision, backend))
     else:
         _precision(precision, backend)
-        defer_rows = config.DEFER_DW_ROWS if n >= config.DEFER_DW_MIN_N else 0
+        # one accepted backward step may hand on up to QROWS_STEP terms, so the buffers hold at least that many
+        defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP) if n >= config.DEFER_DW_MIN_N else 0
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
         if n >= config.LOCKSTEP_MIN_N:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks

@@ -135,21 +135,27 @@ def test_bitwise_identical_across_thread_counts(monkeypatch, defer_min_n):
 
 
 def test_buffered_dW_products_match_direct_updates(monkeypatch):
-    """The buffered dL/dW (matrix products of up to DEFER_DW_ROWS terms) is the same sum in another order: equal
-    to rounding (1e-13 relative), and with a buffer smaller than one condition's terms (several flushes) too;
-    it also matches the forward-sensitivity reference like the direct path (1e-6)."""
+    """The buffered dL/dW (matrix products of up to DEFER_DW_ROWS terms, the nodes of long runs in one forward step
+    regrouped through its dense output) is the same sum in another order: equal to rounding (1e-13 relative), and
+    with the smallest buffer (QROWS_STEP rows, several flushes per condition) too; it also matches the
+    forward-sensitivity reference like the direct path (1e-6)."""
     from cellbox_nb import config
+    from cellbox_nb.core.adjoint import QROWS_STEP
 
     W, alpha, U, t, Y, mask = _setup("random30", 6, 5)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
-    L0, g0 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, **TIGHT)
+    L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, full_output=True, **TIGHT)
+    assert np.array_equal(i0["stats"][:, 6], 6 * i0["stats"][:, 3])  # direct: six terms per accepted step
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
-    for rows in (384, 12):
+    for rows in (384, 1):  # 1: raised to QROWS_STEP, the least one step may need
         monkeypatch.setattr(config, "DEFER_DW_ROWS", rows)
-        L1, g1 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, **TIGHT)
+        L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, full_output=True, **TIGHT)
         assert L1 == L0
         assert rel_err(g1["W"], g0["W"]) <= 1e-13
         assert np.array_equal(g1["alpha"], g0["alpha"])
+        # runs of more than 8 nodes were regrouped (fewer terms), and a condition needs several flushes
+        assert np.all(i1["stats"][:, 6] < 6 * i1["stats"][:, 3])
+        assert np.all(i1["stats"][:, 6] > 2 * QROWS_STEP)
     _, ref = fsens_grad(W, alpha, U, t, Y, mask, "mae")
     assert rel_err(g1["W"], ref["W"]) <= 1e-6
 

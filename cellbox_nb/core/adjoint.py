@@ -93,27 +93,68 @@ def flush_dw(gW, Gq, Xq, q):
     return 0
 
 
+QRUN = 8  # a run of more quadrature nodes than this in one forward step is kept as 8 terms (x_p and its 7 k_i)
+QROWS_STEP = NQUAD * QRUN  # most dL/dW terms one accepted backward step can hand to the buffers
+
+
 @leaf
-def add_step_integrals(h, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q):
+def _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q):
+    """Hand the current run's dL/dW terms to the buffers Gq, Xq and start an empty run; returns the new count.
+
+    A run is the quadrature nodes, in order, whose x was interpolated from the same forward step p = QS[0]; QS[1]
+    counts them, QS[2] the terms handed on so far.  Up to QRUN nodes are kept as they are (rows c g of QG, x of QX); a longer run is kept as the 8
+    terms QA[0] x_p^T + sum_i QA[i] k_i^T of forward step p (see :func:`add_step_integrals`).
+    """
+    k = QS[1]
+    if k == 0:
+        return q
+    n = QA.shape[1]
+    p = QS[0]
+    if k <= QRUN:
+        for r in range(k):
+            for i in range(n):
+                Gq[q, i] = QG[r, i]
+                Xq[q, i] = QX[r, i]
+            q += 1
+    else:
+        for i in range(n):
+            Gq[q, i] = QA[0, i]
+            Xq[q, i] = dx[p, i]
+        q += 1
+        for r in range(NSTAGE):
+            for i in range(n):
+                Gq[q, i] = QA[r + 1, i]
+                Xq[q, i] = dk[p, r, i]
+            q += 1
+    QS[2] += k if k <= QRUN else QRUN
+    QS[1] = 0
+    return q
+
+
+@leaf
+def add_step_integrals(h, GS, XS, LS, TH, PS, WS, dt, dx, dk, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq, q):
     """Add one accepted backward step's parameter integrals, quadrature with the weights h * b_i on its stages.
 
-    GS, XS, LS, TH (7, n): g, x, lam and tanh(z) at the stages.  dL/dW += sum_i h b_i g_i x_i^T, directly (rank-6
-    update, when Gq has no rows) or into the buffers Gq, Xq (Q, n) holding q terms, which the caller adds to gW
-    with :func:`flush_dw` (one matrix product) before they overflow (q + 6 > Q) and at the end;
-    dL/dalpha += sum_i h b_i lam_i tanh(z_i); dL/dd -= sum_i h b_i lam_i x_i.  Returns the new number of buffered
-    terms.  (A leaf: the flush, which allocates, stays with the caller.)
+    GS, XS, LS, TH (7, n): g, x, lam and tanh(z) at the stages; PS (7,) and WS (7, 7): the forward step each
+    stage's x was interpolated from and its dense-output weights, x = dx[p] + h_p sum_i WS[s, i] dk[p, i].
+
+    dL/dalpha += sum_s h b_s lam_s tanh(z_s);  dL/dd -= sum_s h b_s lam_s x_s.
+    dL/dW += sum_s h b_s g_s x_s^T.  Without buffers (Q = 0, small n) the six rank-one terms go straight into gW.
+    With buffers the nodes are summed per run of nodes in the same forward step p: a run of k nodes is k
+    rank-one terms, or, when k > 8, the same sum regrouped through x's dense output as 8 terms,
+    (sum c_s g_s) x_p^T + sum_i (sum c_s h_p WS[s, i] g_s) k_i^T.  The backward takes about twice the forward's
+    steps, six nodes each, so runs are long in the late segments and this halves the dL/dW work there
+    (bench/RESULTS.md).  The terms go to the buffers Gq, Xq (Q, n), q of them in use, which the caller adds to gW
+    with :func:`flush_dw` before they overflow (q + QROWS_STEP > Q) and at the end (after
+    :func:`finish_integrals`); QS, QA, QG, QX hold the open run (see :func:`_emit_run`).  Returns the new number
+    of buffered terms.
+    (A leaf: the flush, which allocates, stays with the caller.)
     """
     n = GS.shape[1]
-    nq = Gq.shape[0]
-    if nq > 0:
-        for s in range(NQUAD):
-            c = h * B[s]
-            for i in range(n):
-                Gq[q, i] = c * GS[s, i]
-                Xq[q, i] = XS[s, i]
-            q += 1
-    for i in range(n):
-        if nq == 0:
+    if Gq.shape[0] == 0:
+        # no buffers (small n): the six rank-one terms straight into gW, one pass over it
+        QS[2] += NQUAD
+        for i in range(n):
             c0 = (h * B[0]) * GS[0, i]
             c1 = (h * B[1]) * GS[1, i]
             c2 = (h * B[2]) * GS[2, i]
@@ -123,6 +164,35 @@ def add_step_integrals(h, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q):
             for j in range(n):
                 gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
                              + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
+    else:
+        for s in range(NQUAD):
+            c = h * B[s]
+            p = PS[s]
+            if p != QS[0]:
+                q = _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q)
+                QS[0] = p
+            k = QS[1]
+            hp = dt[p + 1] - dt[p]
+            if k < QRUN:
+                for i in range(n):
+                    QG[k, i] = c * GS[s, i]
+                    QX[k, i] = XS[s, i]
+            for r in range(NSTAGE):
+                a = hp * WS[s, r]
+                for i in range(n):
+                    v = c * GS[s, i]
+                    if k == 0:
+                        QA[r + 1, i] = a * v
+                    else:
+                        QA[r + 1, i] += a * v
+            for i in range(n):
+                v = c * GS[s, i]
+                if k == 0:
+                    QA[0, i] = v
+                else:
+                    QA[0, i] += v
+            QS[1] = k + 1
+    for i in range(n):
         acc_a = 0.0
         acc_d = 0.0
         for s in range(NQUAD):
@@ -135,7 +205,17 @@ def add_step_integrals(h, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q):
 
 
 @leaf
-def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH, GS, w, z):
+def finish_integrals(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q):
+    """Hand the open run to the buffers (nothing without buffers); the caller then flushes them.  Returns the new
+    count."""
+    if Gq.shape[0] == 0:
+        return q
+    return _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q)
+
+
+@leaf
+def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH, GS, PS, WS, w,
+                   z):
     """Stages 2..7 of one backward step of size h_step from (t, lam), stage 1 given in row 0 of LS, KL, XS, TH, GS.
 
     Stage s sits at t - C[s] h_step (exactly t_stop for the last stage of a step that lands on it); x and z there
@@ -147,14 +227,26 @@ def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_s
         ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
         p = _locate(dt, n_st, p, ts)
         dense_eval_xz(dt, dx, dk, dz, p, ts, w, XS[s], z)
+        record_weights(p, w, s, PS, WS)
         adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
     return p
 
 
 @leaf
-def fsal_rows(lam, LS, KL, XS, TH, GS):
+def record_weights(p, w, s, PS, WS):
+    """Stage s's x came from forward step p with dense-output weights w: keep both for the dL/dW quadrature."""
+    PS[s] = p
+    for r in range(NSTAGE):
+        WS[s, r] = w[r]
+
+
+@leaf
+def fsal_rows(lam, LS, KL, XS, TH, GS, PS, WS):
     """After an accepted backward step: lam = its end value, and the last stage becomes the next step's first."""
     last = NSTAGE - 1
+    PS[0] = PS[last]
+    for r in range(NSTAGE):
+        WS[0, r] = WS[last, r]
     for i in range(lam.shape[0]):
         lam[i] = LS[last, i]
         LS[0, i] = LS[last, i]
@@ -171,10 +263,11 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
 
     dl : (T, n) jumps dl/dx(t_k).  dt, dx, dk, dz, n_st : the forward dense store (x and z = W x - u are both
     interpolated from it, so a stage costs one product, W^T g, plus the quadrature).  gW (n, n), galpha, gd (n,) are
-    accumulated into (+=).  Gq, Xq (Q, n): with Q > 0 the dL/dW terms (h b_i g_i, x_i) of accepted steps are
-    buffered and added as one matrix product gW += Gq^T Xq whenever Q rows are full and at the end (one pass over
-    gW per Q/6 steps instead of one per step: for large n, where gW does not fit in cache); with Q = 0 each
-    accepted step adds its rank-6 update directly.  Returns status, n_accepted, n_rejected, n_fev.
+    accumulated into (+=).  Gq, Xq (Q, n), Q = 0 or Q >= QROWS_STEP: with Q > 0 the dL/dW terms of accepted steps (see add_step_integrals)
+    are buffered and added as one matrix product gW += Gq^T Xq whenever the buffers could overflow and at the end
+    (one pass over gW per many steps instead of one per step: for large n, where gW does not fit in cache); with
+    Q = 0 they are added to gW directly.  Returns status, n_accepted, n_rejected, n_fev, n_terms (rank-one dL/dW
+    terms added).
     """
     n = dl.shape[1]
     T = t_obs.shape[0]
@@ -187,6 +280,12 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     z = np.empty(n)
     err = np.empty(n)
     w = np.empty(NSTAGE)
+    PS = np.zeros(NSTAGE, dtype=np.int64)  # forward step and dense weights of each stage's x
+    WS = np.zeros((NSTAGE, NSTAGE))
+    QS = np.array([-1, 0, 0])  # open quadrature run: forward step, nodes; dL/dW terms so far
+    QA = np.empty((QRUN, n))
+    QG = np.empty((QRUN, n))
+    QX = np.empty((QRUN, n))
     q = 0
     status = st.SUCCESS
     n_acc = 0
@@ -210,6 +309,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             LS[0, i] = lam[i]
         p = _locate(dt, n_st, p, t)
         dense_eval_xz(dt, dx, dk, dz, p, t, w, XS[0], z)
+        record_weights(p, w, 0, PS, WS)
         adjoint_rhs_z(W, alpha, d, z, LS[0], TH[0], GS[0], KL[0])
         nfev += 1
         t_stop = t_obs[k - 1] if k > 0 else 0.0
@@ -218,11 +318,11 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
         while t > t_stop:
             limit = step_limit(n_acc + n_rej, max_steps, h, t)
             if limit != st.SUCCESS:
-                return limit, n_acc, n_rej, nfev
+                return limit, n_acc, n_rej, nfev, QS[2]
             hit = t - h <= t_stop
             h_step = t - t_stop if hit else h
             p = adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH,
-                               GS, w, z)
+                               GS, PS, WS, w, z)
             nfev += NSTAGE - 1
             error_estimate(KL, h_step, err)
             en = rms_error_norm(err, lam, LS[NSTAGE - 1], rtol, atol)
@@ -234,14 +334,15 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 h = h_step * factor
                 continue
             # parameter integrals from the accepted stages (weights h * b_i), outside the error norm
-            if Gq.shape[0] > 0 and q + NQUAD > Gq.shape[0]:
+            if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
                 q = flush_dw(gW, Gq, Xq, q)
-            q = add_step_integrals(h_step, GS, XS, LS, TH, gW, galpha, gd, Gq, Xq, q)
+            q = add_step_integrals(h_step, GS, XS, LS, TH, PS, WS, dt, dx, dk, QS, QA, QG, QX, gW, galpha, gd, Gq,
+                                   Xq, q)
             if seg_start:
                 h_first = h_step
                 seg_start = False
             t = t_stop if hit else t - h_step
-            fsal_rows(lam, LS, KL, XS, TH, GS)
+            fsal_rows(lam, LS, KL, XS, TH, GS, PS, WS)
             n_acc += 1
             rejected_last = False
             err_prev = max(en, 1e-4)
@@ -252,16 +353,19 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 if not np.isfinite(lam[i]):
                     finite = False
             if not finite:
-                return st.NONFINITE, n_acc, n_rej, nfev
+                return st.NONFINITE, n_acc, n_rej, nfev, QS[2]
+    if Gq.shape[0] > 0 and q + QRUN > Gq.shape[0]:
+        q = flush_dw(gW, Gq, Xq, q)
+    q = finish_integrals(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
-    return status, n_acc, n_rej, nfev
+    return status, n_acc, n_rej, nfev, QS[2]
 
 
 @kernel
 def grad_outputs(M, T, n, n_chunks):
-    """The outputs of the loss-and-gradient drivers, zeroed: loss_c (M,), xobs (M, T, n), status (M,), stats (M, 6),
+    """The outputs of the loss-and-gradient drivers, zeroed: loss_c (M,), xobs (M, T, n), status (M,), stats (M, 7),
     and the per-chunk accumulators gW (n_chunks, n, n), galpha, gd (n_chunks, n)."""
-    return (np.zeros(M), np.empty((M, T, n)), np.zeros(M, dtype=np.int64), np.zeros((M, 6), dtype=np.int64),
+    return (np.zeros(M), np.empty((M, T, n)), np.zeros(M, dtype=np.int64), np.zeros((M, 7), dtype=np.int64),
             np.zeros((n_chunks, n, n)), np.zeros((n_chunks, n)), np.zeros((n_chunks, n)))
 
 
@@ -276,7 +380,8 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     defer_rows > 0 buffers that many dL/dW terms per chunk and adds them by matrix products (see backward_one).
 
     Returns loss_c (M,) unnormalised per-condition losses, gW (n_chunks, n, n), galpha, gd (n_chunks, n),
-    xobs (M, T, n), status (M,), stats (M, 6) = forward accepted, rejected, fev, backward accepted, rejected, fev.
+    xobs (M, T, n), status (M,), stats (M, 7) = forward accepted, rejected, fev, backward accepted, rejected, fev,
+    dL/dW rank-one terms.
     """
     M, n = U.shape
     T = t_obs.shape[0]
@@ -312,4 +417,5 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
             stats[c, 3] = bres[1]
             stats[c, 4] = bres[2]
             stats[c, 5] = bres[3]
+            stats[c, 6] = bres[4]
     return loss_c, gW, galpha, gd, xobs, status, stats

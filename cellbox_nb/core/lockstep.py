@@ -18,8 +18,8 @@ from numba import prange
 
 from .._jit import driver, kernel, leaf
 from . import status as st
-from .adjoint import (NQUAD, _locate, add_step_integrals, adjoint_atol, flush_dw, fsal_rows, grad_outputs,
-                      observation_loss)
+from .adjoint import (QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol, finish_integrals, flush_dw,
+                      fsal_rows, grad_outputs, observation_loss, record_weights)
 from .controller import rms_error_norm, step_factor, step_limit
 from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_state, store_step
 from .rhs import adjoint_g, adjoint_rhs_z, matvec_minus, rhs_z
@@ -182,7 +182,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
 
 
 @leaf
-def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, w, z):
+def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, PS, WS, w, z):
     """Add the jump dl/dx(t_k) of condition b to lam and recompute its first stage; returns the step index."""
     n = lam.shape[1]
     for i in range(n):
@@ -190,6 +190,7 @@ def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH
         LS[b, 0, i] = lam[b, i]
     p = _locate(dt[b], n_st[b], p, t)
     dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p, t, w, XS[b, 0], z)
+    record_weights(p, w, 0, PS[b], WS[b])
     adjoint_rhs_z(W, alpha, d, z, LS[b, 0], TH[b, 0], GS[b, 0], KL[b, 0])
     return p
 
@@ -201,7 +202,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
 
     DL (nb, T, n) jumps, atol and h_init (nb,) per condition, the dense store of forward_block.  gW, galpha, gd
     accumulate (+=); Gq, Xq as in backward_one (Q = 0: direct rank-6 updates).  Returns status, n_acc, n_rej,
-    n_fev (nb,).
+    n_fev, n_terms (nb,).
     """
     nb, T, n = DL.shape
     lam = np.zeros((nb, n))
@@ -215,6 +216,13 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     z = np.empty(n)
     err = np.empty(n)
     w = np.empty(NSTAGE)
+    PS = np.zeros((nb, NSTAGE), dtype=np.int64)
+    WS = np.zeros((nb, NSTAGE, NSTAGE))
+    QS = np.zeros((nb, 3), dtype=np.int64)  # per condition: open run's forward step and nodes, terms so far
+    QS[:, 0] = -1
+    QA = np.empty((nb, QRUN, n))
+    QG = np.empty((nb, QRUN, n))
+    QX = np.empty((nb, QRUN, n))
     t = np.full(nb, t_obs[T - 1])
     h = h_init.copy()
     hst = np.empty(nb)
@@ -234,7 +242,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     q = 0
     for b in range(nb):
         if run[b]:
-            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, w, z)
+            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, PS, WS,
+                         w, z)
             nfev[b] = 1
     while True:
         na = 0
@@ -260,6 +269,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
                 p[b] = _locate(dt[b], n_st[b], p[b], ts)
                 dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p[b], ts, w, XS[b, s], z)
+                record_weights(p[b], w, s, PS[b], WS[b])
                 adjoint_g(alpha, z, LS[b, s], TH[b, s], GS[b, s])
                 Gg[r] = GS[b, s]
             m = _gemm_rows(na)
@@ -281,15 +291,16 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 rejected_last[b] = True
                 h[b] = h_step * factor
                 continue
-            if Gq.shape[0] > 0 and q + NQUAD > Gq.shape[0]:
+            if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
                 q = flush_dw(gW, Gq, Xq, q)
-            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], gW, galpha, gd, Gq, Xq, q)
+            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], WS[b], dt[b], dx[b], dk[b], QS[b],
+                                   QA[b], QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
             if seg_start[b]:
                 h_first[b] = h_step
                 seg_start[b] = False
             t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
             t[b] = t_stop if hit[b] else t[b] - h_step
-            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b])
+            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], WS[b])
             n_acc[b] += 1
             rejected_last[b] = False
             err_prev[b] = max(en, 1e-4)
@@ -311,12 +322,16 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     h[b] = h_first[b]
                     seg_start[b] = True
                     p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH,
-                                 GS, w, z)
+                                 GS, PS, WS, w, z)
                     nfev[b] += 1
                     rejected_last[b] = False
                     err_prev[b] = 1.0
+    for b in range(nb):
+        if Gq.shape[0] > 0 and q + QRUN > Gq.shape[0]:
+            q = flush_dw(gW, Gq, Xq, q)
+        q = finish_integrals(dt[b], dx[b], dk[b], QS[b], QA[b], QG[b], QX[b], Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
-    return status, n_acc, n_rej, nfev
+    return status, n_acc, n_rej, nfev, QS[:, 2].copy()
 
 
 @driver
@@ -377,6 +392,7 @@ def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, 
             stats[c, 3] = bres[1][b]
             stats[c, 4] = bres[2][b]
             stats[c, 5] = bres[3][b]
+            stats[c, 6] = bres[4][b]
 
 
 @driver
