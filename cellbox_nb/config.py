@@ -32,6 +32,6 @@ LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from 
 LOCKSTEP_SMALL_BLOCK_N = 256
 LOCKSTEP_BIG_BLOCK_N = 448
 LOCKSTEP_BLOCK = int(os.environ.get("CELLBOX_NB_LOCKSTEP_BLOCK", "0"))
-DEFER_DW_ROWS = 384  # dL/dW terms buffered per chunk before one product (64 backward steps x 6 stages)
+DEFER_DW_ROWS = 384  # dL/dW terms buffered per chunk before one product (at least adjoint.QROWS_STEP are used)
 CUDA_TPB = 128  # threads per block of the elementwise CUDA kernels
 CUDA_TILE = 16  # tile edge of the shared-memory matrix-product kernel (TILE x TILE threads per block)
