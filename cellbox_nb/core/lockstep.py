@@ -30,8 +30,9 @@ from .tableau import C
 def _gemm_rows(na):
     """Rows to hand to the matrix product for na running conditions: na, or na + 1 when na % 4 == 3 (the spare row
     holds stale, finite values whose products are ignored).  OpenBLAS's double-precision kernels handle row counts
-    of 3 mod 4 poorly: at n = 300 one thread, (7 x n) @ (n x n) took 37 us against 28 us for 8 rows, and 3 rows
-    22 us against 15 us for 4 (bench/RESULTS.md)."""
+    of 3 mod 4 poorly: at n = 300 on one thread, (7 x n) @ (n x n) took 27.3 us against 22.1 us for 8 rows, and 3
+    rows 15.8 us against 11.3 us for 4 (bench/lockstep_block.py, bench/RESULTS.md).  Row i of a product depends
+    only on row i of its left factor, so the spare row cannot touch the others."""
     return na + 1 if na % 4 == 3 else na
 
 
