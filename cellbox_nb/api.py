@@ -12,7 +12,7 @@ import numpy as np
 from . import config
 from .core import status as st
 from .core.adjoint import LOSS_MAE, LOSS_MSE, QROWS_STEP, loss_grad_batch
-from .core.forward import NSTAGE, solve_batch
+from .core.forward import NPOLY, solve_batch
 from .core.lockstep import loss_grad_lockstep, solve_lockstep
 from .errors import ConfigError, InputDataError, NumericalError
 
@@ -257,7 +257,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
-    max_dense_steps = max(1, int(max_dense_bytes // (8 * (2 * NSTAGE + 2) * n + 16)))
+    max_dense_steps = max(1, int(max_dense_bytes // (8 * (2 * NPOLY + 2) * n + 16)))  # x, 4 + 5 coefficients, t
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
     if _backend(backend) == "cuda":
         from .cuda import loss_grad_cuda

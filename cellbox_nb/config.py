@@ -14,7 +14,7 @@ MIN_FACTOR = 0.2  # smallest allowed step decrease in one step
 MAX_FACTOR = 10.0  # largest allowed step increase in one step
 MIN_STEP_ULPS = 10.0  # a step below this many ulps of t is a step underflow (scipy: 10 * |nextafter(t) - t|)
 
-# Storage for the dense forward trajectory the adjoint reads back (9n + 2 float64 per accepted step).
+# Storage for the dense forward trajectory the adjoint reads back (10n + 1 float64 per accepted step).
 DENSE_INITIAL_STEPS = 64  # initial capacity per in-flight condition; doubled on demand
 MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the condition reports DENSE_OVERFLOW
 

@@ -155,3 +155,44 @@ def test_bad_inputs_raise_value_error_naming_the_argument(kwargs, match):
     W, alpha, U, t = (args.pop(k) for k in ("W", "alpha", "U", "t"))
     with pytest.raises(ValueError, match=match):
         cb.solve(W, alpha, U, t, **args)
+
+
+@pytest.mark.parametrize("name", ["LI", "random100"])
+def test_dense_store_interpolates_x_and_z(name):
+    """The stored trajectory the adjoint reads back (Tsit5's 4th-order continuous extension in Horner form, x and
+    z = W x - u): at random times inside every stored step, x against scipy DOP853 at 1e-12 (tolerance 2e-8
+    absolute for steps taken at rtol = atol = 1e-9, 10x the 2e-9 measured: the interpolant is one order below the
+    method); z against
+    W x - u of the interpolated x (the same polynomial through W: 1e-12 relative to max |z|, which checks z's
+    coefficients, W k_7 of every step included); continuity at step ends (1e-12)."""
+    from cellbox_nb.core.forward import NPOLY, dense_eval_xz, forward_one
+    from reference import rhs
+    from scipy.integrate import solve_ivp
+
+    W, alpha, U, t = _problem(name)
+    n = W.shape[0]
+    WT = np.ascontiguousarray(W.T)
+    d = np.ones(n)
+    rng = np.random.default_rng(7)
+    for c in range(3):
+        u = U[c]
+        xobs = np.empty((t.size, n))
+        res = forward_one(WT, alpha, d, u, t, 1e-9, 1e-9, 0.0, 100000, 0.0, xobs, True, np.empty(65),
+                          np.empty((64, n)), np.empty((64, NPOLY, n)), np.empty((64, NPOLY + 1, n)), 10**6)
+        assert res[0] == 0
+        n_st, dt, dx, dc, dz = res[4], res[6], res[7], res[8], res[9]
+        assert n_st > 10
+        times = dt[:n_st] + rng.uniform(0.05, 0.95, n_st) * np.diff(dt[: n_st + 1])
+        sol = solve_ivp(lambda _t, x: rhs(W, alpha, d, u, x), (0.0, t[-1]), np.zeros(n), method="DOP853",
+                        t_eval=times, rtol=1e-12, atol=1e-12)
+        x, z = np.empty(n), np.empty(n)
+        zscale = max(np.max(np.abs(dz[:n_st, 0])), 1e-300)
+        for p in range(n_st):
+            theta = dense_eval_xz(dt, dx, dc, dz, p, times[p], x, z)
+            assert 0.0 < theta < 1.0
+            assert np.max(np.abs(x - sol.y[:, p])) <= 2e-8
+            assert np.max(np.abs(z - (W @ x - u))) <= 1e-12 * zscale
+            if p + 1 < n_st:
+                dense_eval_xz(dt, dx, dc, dz, p, dt[p + 1], x, z)
+                assert np.max(np.abs(x - dx[p + 1])) <= 1e-12 * max(1.0, np.max(np.abs(x)))
+                assert np.max(np.abs(z - dz[p + 1, 0])) <= 1e-12 * zscale

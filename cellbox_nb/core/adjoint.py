@@ -14,7 +14,7 @@ For one condition (DESIGN.md section 3; reversed time tau = t_T - t):
 * Each condition's loss is the *unnormalised* sum over its observed entries, so lam is O(1) and the adjoint
   tolerances mean the same thing for any data size; the caller divides by the number of observed entries.
 * Memory: the dense store lives only while its condition is in flight (forward then backward in one task), so
-  it is bounded by (threads x steps x (9n + 2)) floats, and by MAX_DENSE_BYTES per condition (status
+  it is bounded by (threads x steps x (10n + 1)) floats, and by MAX_DENSE_BYTES per condition (status
   DENSE_OVERFLOW beyond it).
 """
 
@@ -24,7 +24,7 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
-from .forward import NSTAGE, dense_eval_xz, error_estimate, forward_one, stage_state
+from .forward import NPOLY, NSTAGE, dense_eval_xz, error_estimate, forward_one, stage_state
 from .rhs import adjoint_rhs_z
 from .tableau import B, C
 
@@ -93,17 +93,18 @@ def flush_dw(gW, Gq, Xq, q):
     return 0
 
 
-QRUN = 8  # a run of more quadrature nodes than this in one forward step is kept as 8 terms (x_p and its 7 k_i)
+QRUN = NPOLY + 1  # a run of more quadrature nodes than this in one forward step is kept as 5 terms (x_p, c_1..c_4)
 QROWS_STEP = NQUAD * QRUN  # most dL/dW terms one accepted backward step can hand to the buffers
 
 
 @leaf
-def _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q):
+def _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q):
     """Hand the current run's dL/dW terms to the buffers Gq, Xq and start an empty run; returns the new count.
 
     A run is the quadrature nodes, in order, whose x was interpolated from the same forward step p = QS[0]; QS[1]
-    counts them, QS[2] the terms handed on so far.  Up to QRUN nodes are kept as they are (rows c g of QG, x of QX); a longer run is kept as the 8
-    terms QA[0] x_p^T + sum_i QA[i] k_i^T of forward step p (see :func:`add_step_integrals`).
+    counts them, QS[2] the terms handed on so far.  Up to QRUN nodes are kept as they are (rows c g of QG, x of
+    QX); a longer run as the QRUN terms QA[0] x_p^T + sum_j QA[j + 1] c_j^T of forward step p (see
+    :func:`add_step_integrals`).
     """
     k = QS[1]
     if k == 0:
@@ -116,33 +117,34 @@ def _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q):
                 Gq[q, i] = QG[r, i]
                 Xq[q, i] = QX[r, i]
             q += 1
+        QS[2] += k
     else:
         for i in range(n):
             Gq[q, i] = QA[0, i]
             Xq[q, i] = dx[p, i]
         q += 1
-        for r in range(NSTAGE):
+        for j in range(NPOLY):
             for i in range(n):
-                Gq[q, i] = QA[r + 1, i]
-                Xq[q, i] = dk[p, r, i]
+                Gq[q, i] = QA[j + 1, i]
+                Xq[q, i] = dc[p, j, i]
             q += 1
-    QS[2] += k if k <= QRUN else QRUN
+        QS[2] += QRUN
     QS[1] = 0
     return q
 
 
 @leaf
-def add_step_integrals(h, GS, XS, LS, TH, PS, WS, dt, dx, dk, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq, q):
+def add_step_integrals(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq, q):
     """Add one accepted backward step's parameter integrals, quadrature with the weights h * b_i on its stages.
 
-    GS, XS, LS, TH (7, n): g, x, lam and tanh(z) at the stages; PS (7,) and WS (7, 7): the forward step each
-    stage's x was interpolated from and its dense-output weights, x = dx[p] + h_p sum_i WS[s, i] dk[p, i].
+    GS, XS, LS, TH (7, n): g, x, lam and tanh(z) at the stages; PS (7,) and TS (7,): the forward step each
+    stage's x was interpolated from and theta there, x = dx[p] + sum_j theta**(j + 1) dc[p, j].
 
     dL/dalpha += sum_s h b_s lam_s tanh(z_s);  dL/dd -= sum_s h b_s lam_s x_s.
     dL/dW += sum_s h b_s g_s x_s^T.  Without buffers (Q = 0, small n) the six rank-one terms go straight into gW.
     With buffers the nodes are summed per run of nodes in the same forward step p: a run of k nodes is k
-    rank-one terms, or, when k > 8, the same sum regrouped through x's dense output as 8 terms,
-    (sum c_s g_s) x_p^T + sum_i (sum c_s h_p WS[s, i] g_s) k_i^T.  The backward takes about twice the forward's
+    rank-one terms, or, when k > 5, the same sum regrouped through x's dense output as 5 terms,
+    (sum c_s g_s) x_p^T + sum_j (sum c_s theta_s**(j + 1) g_s) dc[p, j]^T.  The backward takes about twice the forward's
     steps, six nodes each, so runs are long in the late segments and this halves the dL/dW work there
     (bench/RESULTS.md).  The terms go to the buffers Gq, Xq (Q, n), q of them in use, which the caller adds to gW
     with :func:`flush_dw` before they overflow (q + QROWS_STEP > Q) and at the end (after
@@ -169,28 +171,20 @@ def add_step_integrals(h, GS, XS, LS, TH, PS, WS, dt, dx, dk, QS, QA, QG, QX, gW
             c = h * B[s]
             p = PS[s]
             if p != QS[0]:
-                q = _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q)
+                q = _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
                 QS[0] = p
             k = QS[1]
-            hp = dt[p + 1] - dt[p]
             if k < QRUN:
                 for i in range(n):
                     QG[k, i] = c * GS[s, i]
                     QX[k, i] = XS[s, i]
-            for r in range(NSTAGE):
-                a = hp * WS[s, r]
+            th = TS[s]
+            a = c
+            for j in range(QRUN):  # row 0: c g (for x_p); row j + 1: c theta**(j + 1) g (for dc[p, j])
                 for i in range(n):
-                    v = c * GS[s, i]
-                    if k == 0:
-                        QA[r + 1, i] = a * v
-                    else:
-                        QA[r + 1, i] += a * v
-            for i in range(n):
-                v = c * GS[s, i]
-                if k == 0:
-                    QA[0, i] = v
-                else:
-                    QA[0, i] += v
+                    v = a * GS[s, i]
+                    QA[j, i] = v if k == 0 else QA[j, i] + v
+                a *= th
             QS[1] = k + 1
     for i in range(n):
         acc_a = 0.0
@@ -205,17 +199,16 @@ def add_step_integrals(h, GS, XS, LS, TH, PS, WS, dt, dx, dk, QS, QA, QG, QX, gW
 
 
 @leaf
-def finish_integrals(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q):
+def finish_integrals(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q):
     """Hand the open run to the buffers (nothing without buffers); the caller then flushes them.  Returns the new
     count."""
     if Gq.shape[0] == 0:
         return q
-    return _emit_run(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q)
+    return _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
 
 
 @leaf
-def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH, GS, PS, WS, w,
-                   z):
+def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, LS, KL, XS, TH, GS, PS, TS, z):
     """Stages 2..7 of one backward step of size h_step from (t, lam), stage 1 given in row 0 of LS, KL, XS, TH, GS.
 
     Stage s sits at t - C[s] h_step (exactly t_stop for the last stage of a step that lands on it); x and z there
@@ -226,27 +219,18 @@ def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_s
         stage_state(lam, KL, h_step, s, LS[s])
         ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
         p = _locate(dt, n_st, p, ts)
-        dense_eval_xz(dt, dx, dk, dz, p, ts, w, XS[s], z)
-        record_weights(p, w, s, PS, WS)
+        TS[s] = dense_eval_xz(dt, dx, dc, dz, p, ts, XS[s], z)
+        PS[s] = p  # stage s's x came from forward step p at theta TS[s] (for the dL/dW quadrature)
         adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
     return p
 
 
 @leaf
-def record_weights(p, w, s, PS, WS):
-    """Stage s's x came from forward step p with dense-output weights w: keep both for the dL/dW quadrature."""
-    PS[s] = p
-    for r in range(NSTAGE):
-        WS[s, r] = w[r]
-
-
-@leaf
-def fsal_rows(lam, LS, KL, XS, TH, GS, PS, WS):
+def fsal_rows(lam, LS, KL, XS, TH, GS, PS, TS):
     """After an accepted backward step: lam = its end value, and the last stage becomes the next step's first."""
     last = NSTAGE - 1
     PS[0] = PS[last]
-    for r in range(NSTAGE):
-        WS[0, r] = WS[last, r]
+    TS[0] = TS[last]
     for i in range(lam.shape[0]):
         lam[i] = LS[last, i]
         LS[0, i] = LS[last, i]
@@ -258,13 +242,14 @@ def fsal_rows(lam, LS, KL, XS, TH, GS, PS, WS):
 
 @kernel
 def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
-                 dt, dx, dk, dz, n_st, gW, galpha, gd, Gq, Xq):
+                 dt, dx, dc, dz, n_st, gW, galpha, gd, Gq, Xq):
     """Integrate lam from t_T back to 0 and add this condition's parameter integrals to gW, galpha, gd.
 
-    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dk, dz, n_st : the forward dense store (x and z = W x - u are both
+    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dc, dz, n_st : the forward dense store (x and z = W x - u are both
     interpolated from it, so a stage costs one product, W^T g, plus the quadrature).  gW (n, n), galpha, gd (n,) are
-    accumulated into (+=).  Gq, Xq (Q, n), Q = 0 or Q >= QROWS_STEP: with Q > 0 the dL/dW terms of accepted steps (see add_step_integrals)
-    are buffered and added as one matrix product gW += Gq^T Xq whenever the buffers could overflow and at the end
+    accumulated into (+=).  Gq, Xq (Q, n), Q = 0 or Q >= QROWS_STEP: with Q > 0 the dL/dW terms of accepted steps
+    (see add_step_integrals) are buffered and added as one matrix product gW += Gq^T Xq whenever the buffers could
+    overflow and at the end
     (one pass over gW per many steps instead of one per step: for large n, where gW does not fit in cache); with
     Q = 0 they are added to gW directly.  Returns status, n_accepted, n_rejected, n_fev, n_terms (rank-one dL/dW
     terms added).
@@ -279,9 +264,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     GS = np.empty((NSTAGE, n))   # g at the stages
     z = np.empty(n)
     err = np.empty(n)
-    w = np.empty(NSTAGE)
-    PS = np.zeros(NSTAGE, dtype=np.int64)  # forward step and dense weights of each stage's x
-    WS = np.zeros((NSTAGE, NSTAGE))
+    PS = np.zeros(NSTAGE, dtype=np.int64)  # forward step and theta of each stage's x
+    TS = np.zeros(NSTAGE)
     QS = np.array([-1, 0, 0])  # open quadrature run: forward step, nodes; dL/dW terms so far
     QA = np.empty((QRUN, n))
     QG = np.empty((QRUN, n))
@@ -308,8 +292,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             lam[i] += dl[k, i]
             LS[0, i] = lam[i]
         p = _locate(dt, n_st, p, t)
-        dense_eval_xz(dt, dx, dk, dz, p, t, w, XS[0], z)
-        record_weights(p, w, 0, PS, WS)
+        TS[0] = dense_eval_xz(dt, dx, dc, dz, p, t, XS[0], z)
+        PS[0] = p
         adjoint_rhs_z(W, alpha, d, z, LS[0], TH[0], GS[0], KL[0])
         nfev += 1
         t_stop = t_obs[k - 1] if k > 0 else 0.0
@@ -321,8 +305,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 return limit, n_acc, n_rej, nfev, QS[2]
             hit = t - h <= t_stop
             h_step = t - t_stop if hit else h
-            p = adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dk, dz, n_st, p, LS, KL, XS, TH,
-                               GS, PS, WS, w, z)
+            p = adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, LS, KL, XS, TH,
+                               GS, PS, TS, z)
             nfev += NSTAGE - 1
             error_estimate(KL, h_step, err)
             en = rms_error_norm(err, lam, LS[NSTAGE - 1], rtol, atol)
@@ -336,13 +320,13 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             # parameter integrals from the accepted stages (weights h * b_i), outside the error norm
             if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
                 q = flush_dw(gW, Gq, Xq, q)
-            q = add_step_integrals(h_step, GS, XS, LS, TH, PS, WS, dt, dx, dk, QS, QA, QG, QX, gW, galpha, gd, Gq,
+            q = add_step_integrals(h_step, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW, galpha, gd, Gq,
                                    Xq, q)
             if seg_start:
                 h_first = h_step
                 seg_start = False
             t = t_stop if hit else t - h_step
-            fsal_rows(lam, LS, KL, XS, TH, GS, PS, WS)
+            fsal_rows(lam, LS, KL, XS, TH, GS, PS, TS)
             n_acc += 1
             rejected_last = False
             err_prev = max(en, 1e-4)
@@ -356,7 +340,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 return st.NONFINITE, n_acc, n_rej, nfev, QS[2]
     if Gq.shape[0] > 0 and q + QRUN > Gq.shape[0]:
         q = flush_dw(gW, Gq, Xq, q)
-    q = finish_integrals(dt, dx, dk, QS, QA, QG, QX, Gq, Xq, q)
+    q = finish_integrals(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev, QS[2]
 
@@ -392,17 +376,17 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
         c_hi = (ch + 1) * M // n_chunks
         dt = np.empty(dense_init + 1)
         dx = np.empty((dense_init, n))
-        dk = np.empty((dense_init, NSTAGE, n))
-        dz = np.empty((dense_init, NSTAGE + 1, n))
+        dc = np.empty((dense_init, NPOLY, n))
+        dz = np.empty((dense_init, NPOLY + 1, n))
         dl = np.empty((T, n))
         Gq = np.empty((defer_rows, n))
         Xq = np.empty((defer_rows, n))
         for c in range(c_lo, c_hi):
             res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                              True, dt, dx, dk, dz, max_dense_steps)
+                              True, dt, dx, dc, dz, max_dense_steps)
             dt = res[6]
             dx = res[7]
-            dk = res[8]
+            dc = res[8]
             dz = res[9]
             stats[c, 0] = res[1]
             stats[c, 1] = res[2]
@@ -412,7 +396,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
                 continue
             loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
             bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
-                                max_steps, beta, dt, dx, dk, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)
+                                max_steps, beta, dt, dx, dc, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)
             status[c] = bres[0]
             stats[c, 3] = bres[1]
             stats[c, 4] = bres[2]

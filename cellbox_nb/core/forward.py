@@ -2,8 +2,10 @@
 
 One condition is integrated from x(0) = 0 through the observation times t_obs (hard stops: the step is
 clipped so that t lands on each t_k exactly, and x(t_k) is the step's end value, not an interpolation).  If
-asked, every accepted step is stored for the adjoint: its start time, step size, start state and the seven
-stage derivatives, enough for Tsit5's dense output (tableau.R) anywhere inside the step.
+asked, every accepted step is stored for the adjoint: its start time, its start state and Tsit5's dense output
+(tableau.R) as a polynomial in theta, x(t_p + theta h) = x_p + theta (c_1 + theta (c_2 + theta (c_3 + theta c_4))),
+c_j = h sum_i R[i, j] k_i, and the same for z = W x - u (coefficients h sum_i R[i, j] W k_i, the W k_i recovered from
+the stage arguments without a product), so that reading x and z back costs 8 multiply-adds per component.
 """
 
 import numpy as np
@@ -16,6 +18,7 @@ from .rhs import matvec_minus, rhs
 from .tableau import A, E, R
 
 NSTAGE = 7
+NPOLY = 4  # dense output: a polynomial of degree 4 in theta without constant term
 
 
 @leaf
@@ -109,40 +112,70 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
 
 
 @leaf
-def store_step(x, K, Zb, h, p, dx, dk, dz):
-    """Keep accepted step p for the dense output: start state, stage derivatives, z at its start and W k_i."""
+def _poly_coeffs(V, h, out):
+    """out[j] = h * sum_i R[i, j] V[i], j = 0..3, for the seven stage vectors V (7, n) of one step."""
+    n = V.shape[1]
+    for j in range(NPOLY):
+        for i in range(n):
+            out[j, i] = 0.0
+        for r in range(NSTAGE):
+            c = R[r, j]
+            for i in range(n):
+                out[j, i] += c * V[r, i]
+        for i in range(n):
+            out[j, i] = h * out[j, i]
+
+
+@leaf
+def store_step(x, K, Zb, h, p, h_prev, dx, dc, dz, WK):
+    """Keep accepted step p for the dense output: x_p, x's coefficients dc[p] (4, n) from the stage derivatives K,
+    z_p = W x_p - u in dz[p, 0], and W k_1..W k_6 (from the stage arguments, no product) in WK[p % 2] (7, n).
+
+    z's coefficients dz[p, 1:] need W k_7 too, which is the next step's W k_1 (FSAL): storing step p completes
+    step p - 1 (h_prev its size); the caller completes the last step with :func:`finish_last_step`.
+    """
     n = x.shape[0]
     for i in range(n):
         dx[p, i] = x[i]
         dz[p, 0, i] = Zb[0, i]
-    for s in range(NSTAGE):
-        for i in range(n):
-            dk[p, s, i] = K[s, i]
-    stage_products(Zb, h, dz[p, 1:])
+    _poly_coeffs(K, h, dc[p])
+    cur = WK[p % 2]
+    stage_products(Zb, h, cur)
     if p > 0:
+        prev = WK[(p - 1) % 2]
         for i in range(n):
-            dz[p - 1, NSTAGE, i] = dz[p, 1, i]  # W k_7 of the previous step is this step's W k_1 (FSAL)
+            prev[NSTAGE - 1, i] = cur[0, i]
+        _poly_coeffs(prev, h_prev, dz[p - 1, 1:])
+
+
+@leaf
+def finish_last_step(WT, k7, p, h, dz, WK, zero):
+    """Complete z's coefficients of the last stored step p: W k_7 (k_7 = f(x(t_T)), one product), then dz[p, 1:].
+    zero (n,) must hold zeros."""
+    last = WK[p % 2]
+    matvec_minus(WT, k7, zero, last[NSTAGE - 1])
+    _poly_coeffs(last, h, dz[p, 1:])
 
 
 @kernel
-def _grow(dt, dx, dk, dz, cap):
+def _grow(dt, dx, dc, dz, cap):
     """Copy the dense store into arrays of capacity `cap` steps."""
     n = dx.shape[1]
     ndt = np.empty(cap + 1)
     ndx = np.empty((cap, n))
-    ndk = np.empty((cap, NSTAGE, n))
-    ndz = np.empty((cap, NSTAGE + 1, n))
+    ndc = np.empty((cap, NPOLY, n))
+    ndz = np.empty((cap, NPOLY + 1, n))
     m = dx.shape[0]
     ndt[: m + 1] = dt[: m + 1]
     ndx[:m] = dx
-    ndk[:m] = dk
+    ndc[:m] = dc
     ndz[:m] = dz
-    return ndt, ndx, ndk, ndz
+    return ndt, ndx, ndc, ndz
 
 
 @kernel
 def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xobs,
-                store, dt, dx, dk, dz, max_dense_steps):
+                store, dt, dx, dc, dz, max_dense_steps):
     """Integrate one condition from x(0) = 0 through t_obs.
 
     Parameters
@@ -150,13 +183,14 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     WT : (n, n) W transposed, C-contiguous.   alpha, d, u : (n,).   t_obs : (T,) strictly increasing, > 0.
     h_init : first step (<= 0: Hairer's rule).   max_steps : attempted-step limit.   beta : PI coefficient.
     xobs : (T, n) output, x(t_k); rows not reached are NaN.
-    store : keep the dense trajectory in (dt, dx, dk, dz), grown as needed up to max_dense_steps steps:
-        step p spans [dt[p], dt[p+1]], starts at x = dx[p], has stage derivatives dk[p] (7, n), and
-        dz[p] (8, n) = [W x - u, W k_1, ..., W k_7], so that z = W x(t) - u interpolates like x (no product).
+    store : keep the dense trajectory in (dt, dx, dc, dz), grown as needed up to max_dense_steps steps:
+        step p spans [dt[p], dt[p+1]], starts at x = dx[p], and x(dt[p] + theta h) = dx[p] + theta (dc[p, 0] +
+        theta (dc[p, 1] + theta (dc[p, 2] + theta dc[p, 3]))); dz[p] (5, n) holds z = W x - u at its start and
+        z's coefficients likewise, so that z(t) interpolates like x (no product).  See :func:`dense_eval_xz`.
 
     Returns
     -------
-    status, n_accepted, n_rejected, n_fev, n_stored, h_next, dt (S+1,), dx (S, n), dk (S, 7, n), dz (S, 8, n)
+    status, n_accepted, n_rejected, n_fev, n_stored, h_next, dt (S+1,), dx (S, n), dc (S, 4, n), dz (S, 5, n)
     """
     n = u.shape[0]
     T = t_obs.shape[0]
@@ -165,6 +199,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     xs = np.empty(n)
     Zb = np.empty((NSTAGE, n))
     err = np.empty(n)
+    WK = np.empty((2, NSTAGE, n)) if store else np.empty((2, NSTAGE, 0))  # W k_i of the last two stored steps
     for k in range(T):
         for i in range(n):
             xobs[k, i] = np.nan
@@ -208,8 +243,8 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                 if n_st >= max_dense_steps:
                     status = st.DENSE_OVERFLOW
                     break
-                dt, dx, dk, dz = _grow(dt, dx, dk, dz, min(2 * n_st, max_dense_steps))
-            store_step(x, K, Zb, h_step, n_st, dx, dk, dz)
+                dt, dx, dc, dz = _grow(dt, dx, dc, dz, min(2 * n_st, max_dense_steps))
+            store_step(x, K, Zb, h_step, n_st, dt[n_st] - dt[n_st - 1] if n_st > 0 else 0.0, dx, dc, dz, WK)
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
@@ -234,11 +269,10 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
             status = st.NONFINITE
             break
     if store and n_st > 0 and status == st.SUCCESS:
-        # W k_7 of the last step, k_7 = f(x(t_T)) = K[0]: one product
         for i in range(n):
             err[i] = 0.0
-        matvec_minus(WT, K[0], err, dz[n_st - 1, NSTAGE])
-    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk, dz
+        finish_last_step(WT, K[0], n_st - 1, dt[n_st] - dt[n_st - 1], dz, WK, err)
+    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dc, dz
 
 
 @driver
@@ -257,10 +291,10 @@ def solve_batch(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta):
     for c in prange(M):
         dt = np.empty(1)
         dx = np.empty((0, n))
-        dk = np.empty((0, NSTAGE, n))
-        dz = np.empty((0, NSTAGE + 1, n))
+        dc = np.empty((0, NPOLY, n))
+        dz = np.empty((0, NPOLY + 1, n))
         res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                          False, dt, dx, dk, dz, 0)
+                          False, dt, dx, dc, dz, 0)
         status[c] = res[0]
         stats[c, 0] = res[1]
         stats[c, 1] = res[2]
@@ -289,47 +323,20 @@ def fixed_step_solve(W, alpha, d, u, t_end, nsteps):
 
 
 def dense_weights_py(theta, w):
-    """Tsit5 dense-output weights b_i(theta), i = 1..7, into w (7,) (plain Python: compiled for CPU and CUDA)."""
+    """Tsit5 dense-output weights b_i(theta), i = 1..7, into w (7,) (plain Python, compiled by the CUDA backend; the
+    CPU store keeps the same polynomial in Horner form, see :func:`store_step`)."""
     for s in range(NSTAGE):
         w[s] = theta * (R[s, 0] + theta * (R[s, 1] + theta * (R[s, 2] + theta * R[s, 3])))
 
 
-dense_weights = leaf(dense_weights_py)
-
-
 @leaf
-def dense_eval(dt, dx, dk, p, t, w, out):
-    """x(t) from stored step p (dt[p] <= t <= dt[p+1]) by Tsit5's continuous extension.
-
-    w (7,) is scratch for the weights; writes out (n,).
-    """
+def dense_eval_xz(dt, dx, dc, dz, p, t, x_out, z_out):
+    """x(t) and z(t) = W x(t) - u from stored step p (dt[p] <= t <= dt[p+1]), Tsit5's continuous extension in
+    Horner form; returns theta = (t - dt[p]) / h_p."""
     h = dt[p + 1] - dt[p]
-    dense_weights((t - dt[p]) / h, w)
-    n = out.shape[0]
-    for i in range(n):
-        out[i] = 0.0
-    for s in range(NSTAGE):
-        ws = w[s]
-        for i in range(n):
-            out[i] += ws * dk[p, s, i]
-    for i in range(n):
-        out[i] = dx[p, i] + h * out[i]
-
-
-@leaf
-def dense_eval_xz(dt, dx, dk, dz, p, t, w, x_out, z_out):
-    """x(t) and z(t) = W x(t) - u from stored step p, with the same weights (z from the stored W k_i)."""
-    h = dt[p + 1] - dt[p]
-    dense_weights((t - dt[p]) / h, w)
+    th = (t - dt[p]) / h
     n = x_out.shape[0]
     for i in range(n):
-        x_out[i] = 0.0
-        z_out[i] = 0.0
-    for s in range(NSTAGE):
-        ws = w[s]
-        for i in range(n):
-            x_out[i] += ws * dk[p, s, i]
-            z_out[i] += ws * dz[p, s + 1, i]
-    for i in range(n):
-        x_out[i] = dx[p, i] + h * x_out[i]
-        z_out[i] = dz[p, 0, i] + h * z_out[i]
+        x_out[i] = dx[p, i] + th * (dc[p, 0, i] + th * (dc[p, 1, i] + th * (dc[p, 2, i] + th * dc[p, 3, i])))
+        z_out[i] = dz[p, 0, i] + th * (dz[p, 1, i] + th * (dz[p, 2, i] + th * (dz[p, 3, i] + th * dz[p, 4, i])))
+    return th

@@ -19,10 +19,11 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .adjoint import (QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol, finish_integrals, flush_dw,
-                      fsal_rows, grad_outputs, observation_loss, record_weights)
+                      fsal_rows, grad_outputs, observation_loss)
 from .controller import rms_error_norm, step_factor, step_limit
-from .forward import NSTAGE, dense_eval_xz, error_estimate, initial_step, stage_state, store_step
-from .rhs import adjoint_g, adjoint_rhs_z, matvec_minus, rhs_z
+from .forward import (NPOLY, NSTAGE, dense_eval_xz, error_estimate, finish_last_step, initial_step, stage_state,
+                      store_step)
+from .rhs import adjoint_g, adjoint_rhs_z, rhs_z
 from .tableau import C
 
 
@@ -37,26 +38,27 @@ def _gemm_rows(na):
 
 
 @kernel
-def _grow_block(dt, dx, dk, dz, cap):
+def _grow_block(dt, dx, dc, dz, cap):
     """The block's dense store with room for `cap` steps per condition."""
     nb, m, n = dx.shape
     ndt = np.zeros((nb, cap + 1))
     ndx = np.empty((nb, cap, n))
-    ndk = np.empty((nb, cap, NSTAGE, n))
-    ndz = np.empty((nb, cap, NSTAGE + 1, n))
+    ndc = np.empty((nb, cap, NPOLY, n))
+    ndz = np.empty((nb, cap, NPOLY + 1, n))
     ndt[:, : m + 1] = dt
     ndx[:, :m] = dx
-    ndk[:, :m] = dk
+    ndc[:, :m] = dc
     ndz[:, :m] = dz
-    return ndt, ndx, ndk, ndz
+    return ndt, ndx, ndc, ndz
 
 
 @kernel
 def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, xobs, store, cap, max_dense_steps):
     """Forward pass of the conditions U (nb, n) in lockstep, storing the dense trajectory of each.
 
-    xobs (nb, T, n) output; store False skips the dense store (cap is then ignored).  Returns status, n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the dense store
-    dt (nb, S+1), dx (nb, S, n), dk (nb, S, 7, n), dz (nb, S, 8, n) laid out as forward_one's, one row per
+    xobs (nb, T, n) output; store False skips the dense store (cap is then ignored).  Returns status, n_acc, n_rej,
+    n_fev, n_st, h_next (all (nb,)) and the dense store dt (nb, S+1), dx (nb, S, n), dc (nb, S, 4, n),
+    dz (nb, S, 5, n) laid out as forward_one's, one row per
     condition (S >= every n_st).
     """
     nb, n = U.shape
@@ -86,8 +88,9 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         cap = 0
     dt = np.zeros((nb, cap + 1))
     dx = np.empty((nb, cap, n))
-    dk = np.empty((nb, cap, NSTAGE, n))
-    dz = np.empty((nb, cap, NSTAGE + 1, n))
+    dc = np.empty((nb, cap, NPOLY, n))
+    dz = np.empty((nb, cap, NPOLY + 1, n))
+    WK = np.empty((nb, 2, NSTAGE, n)) if store else np.empty((nb, 2, NSTAGE, 0))
     xobs[:] = np.nan
     for b in range(nb):
         for i in range(n):  # x(0) = 0: z = -u
@@ -148,8 +151,9 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                         status[b] = st.DENSE_OVERFLOW
                         done[b] = True
                         continue
-                    dt, dx, dk, dz = _grow_block(dt, dx, dk, dz, min(2 * p, max_dense_steps))
-                store_step(X[b], K[b], ZB[b], h_step, p, dx[b], dk[b], dz[b])
+                    dt, dx, dc, dz = _grow_block(dt, dx, dc, dz, min(2 * p, max_dense_steps))
+                store_step(X[b], K[b], ZB[b], h_step, p, dt[b, p] - dt[b, p - 1] if p > 0 else 0.0, dx[b], dc[b],
+                           dz[b], WK[b])
                 dt[b, p + 1] = t_end
                 n_st[b] = p + 1
             t[b] = t_end
@@ -178,26 +182,27 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         if store and n_st[b] > 0 and status[b] == st.SUCCESS:
             for i in range(n):
                 err[i] = 0.0
-            matvec_minus(WT, K[b, 0], err, dz[b, n_st[b] - 1, NSTAGE])
-    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dk, dz
+            last = n_st[b] - 1
+            finish_last_step(WT, K[b, 0], last, dt[b, last + 1] - dt[b, last], dz[b], WK[b], err)
+    return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dc, dz
 
 
 @leaf
-def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, PS, WS, w, z):
+def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS, z):
     """Add the jump dl/dx(t_k) of condition b to lam and recompute its first stage; returns the step index."""
     n = lam.shape[1]
     for i in range(n):
         lam[b, i] += DL[b, k, i]
         LS[b, 0, i] = lam[b, i]
     p = _locate(dt[b], n_st[b], p, t)
-    dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p, t, w, XS[b, 0], z)
-    record_weights(p, w, 0, PS[b], WS[b])
+    TS[b, 0] = dense_eval_xz(dt[b], dx[b], dc[b], dz[b], p, t, XS[b, 0], z)
+    PS[b, 0] = p
     adjoint_rhs_z(W, alpha, d, z, LS[b, 0], TH[b, 0], GS[b, 0], KL[b, 0])
     return p
 
 
 @kernel
-def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, dt, dx, dk, dz, n_st, run,
+def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, dt, dx, dc, dz, n_st, run,
                    gW, galpha, gd, Gq, Xq):
     """Backward pass of a block in lockstep (backward_one for each condition b with run[b]).
 
@@ -216,9 +221,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     Rg = np.zeros((nb + 1, n))
     z = np.empty(n)
     err = np.empty(n)
-    w = np.empty(NSTAGE)
-    PS = np.zeros((nb, NSTAGE), dtype=np.int64)
-    WS = np.zeros((nb, NSTAGE, NSTAGE))
+    PS = np.zeros((nb, NSTAGE), dtype=np.int64)  # forward step and theta of each stage's x
+    TS = np.zeros((nb, NSTAGE))
     QS = np.zeros((nb, 3), dtype=np.int64)  # per condition: open run's forward step and nodes, terms so far
     QS[:, 0] = -1
     QA = np.empty((nb, QRUN, n))
@@ -243,8 +247,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     q = 0
     for b in range(nb):
         if run[b]:
-            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH, GS, PS, WS,
-                         w, z)
+            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS,
+                         z)
             nfev[b] = 1
     while True:
         na = 0
@@ -269,8 +273,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
                 ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
                 p[b] = _locate(dt[b], n_st[b], p[b], ts)
-                dense_eval_xz(dt[b], dx[b], dk[b], dz[b], p[b], ts, w, XS[b, s], z)
-                record_weights(p[b], w, s, PS[b], WS[b])
+                TS[b, s] = dense_eval_xz(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], z)
+                PS[b, s] = p[b]
                 adjoint_g(alpha, z, LS[b, s], TH[b, s], GS[b, s])
                 Gg[r] = GS[b, s]
             m = _gemm_rows(na)
@@ -294,14 +298,14 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 continue
             if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
                 q = flush_dw(gW, Gq, Xq, q)
-            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], WS[b], dt[b], dx[b], dk[b], QS[b],
+            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b],
                                    QA[b], QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
             if seg_start[b]:
                 h_first[b] = h_step
                 seg_start[b] = False
             t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
             t[b] = t_stop if hit[b] else t[b] - h_step
-            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], WS[b])
+            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], TS[b])
             n_acc[b] += 1
             rejected_last[b] = False
             err_prev[b] = max(en, 1e-4)
@@ -322,15 +326,15 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     seg[b] -= 1
                     h[b] = h_first[b]
                     seg_start[b] = True
-                    p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dk, dz, n_st, lam, LS, KL, XS, TH,
-                                 GS, PS, WS, w, z)
+                    p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH,
+                                 GS, PS, TS, z)
                     nfev[b] += 1
                     rejected_last[b] = False
                     err_prev[b] = 1.0
     for b in range(nb):
         if Gq.shape[0] > 0 and q + QRUN > Gq.shape[0]:
             q = flush_dw(gW, Gq, Xq, q)
-        q = finish_integrals(dt[b], dx[b], dk[b], QS[b], QA[b], QG[b], QX[b], Gq, Xq, q)
+        q = finish_integrals(dt[b], dx[b], dc[b], QS[b], QA[b], QG[b], QX[b], Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev, QS[:, 2].copy()
 
