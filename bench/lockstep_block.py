@@ -19,17 +19,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine, threads, versions  # noqa: E402
+from common import machine, threads, timed, versions  # noqa: E402
 from problems import make_problem, parse_sizes  # noqa: E402
 
 
 def median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+    return float(np.median([timed(fn)[0] for _ in range(repeats)]))
 
 
 def gemm_rows(n, rows_list, calls):
