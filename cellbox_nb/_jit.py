@@ -39,8 +39,8 @@ def _marker_path():
     return os.path.join(PACKAGE_DIR, "__pycache__", "cellbox_nb.sources")
 
 
-def _cache_dirs(path):
-    """The directories where Numba caches the kernels of source file ``path`` (as Numba chooses them)."""
+def _cache_dir(path):
+    """The directory where Numba caches the kernels of source file ``path`` (as Numba chooses it)."""
     try:
         from numba.core.caching import CacheImpl
 
@@ -50,10 +50,10 @@ def _cache_dirs(path):
         for cls in CacheImpl._locator_classes:
             locator = cls.from_function(probe, path)
             if locator is not None:
-                return [locator.get_cache_path()]
+                return locator.get_cache_path()
     except Exception:  # another Numba release: fall back to the in-tree default
         pass
-    return [os.path.join(os.path.dirname(path), "__pycache__")]
+    return os.path.join(os.path.dirname(path), "__pycache__")
 
 
 def refresh_stale_cache():
@@ -79,12 +79,12 @@ def refresh_stale_cache():
     try:
         for path in sources:
             stem = os.path.splitext(os.path.basename(path))[0] + "."
-            for cache_dir in _cache_dirs(path):
-                if not os.path.isdir(cache_dir):
-                    continue
-                for name in os.listdir(cache_dir):
-                    if name.startswith(stem) and name.endswith((".nbi", ".nbc")):
-                        os.remove(os.path.join(cache_dir, name))
+            cache_dir = _cache_dir(path)
+            if not os.path.isdir(cache_dir):
+                continue
+            for name in os.listdir(cache_dir):
+                if name.startswith(stem) and name.endswith((".nbi", ".nbc")):
+                    os.remove(os.path.join(cache_dir, name))
         os.makedirs(os.path.dirname(marker), exist_ok=True)
         tmp = f"{marker}.{os.getpid()}.tmp"
         with open(tmp, "w") as fh:

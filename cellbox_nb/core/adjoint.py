@@ -198,12 +198,14 @@ def add_step_integrals(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW
     return q
 
 
-@leaf
-def finish_integrals(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q):
-    """Hand the open run to the buffers (nothing without buffers); the caller then flushes them.  Returns the new
-    count."""
+@kernel
+def finish_integrals(dt, dx, dc, QS, QA, QG, QX, gW, Gq, Xq, q):
+    """Hand a condition's open run to the buffers (flushing them into gW first if it would not fit; nothing without
+    buffers); the caller flushes them at the end.  Returns the new count.  Once per condition, so it may allocate."""
     if Gq.shape[0] == 0:
         return q
+    if q + QRUN > Gq.shape[0]:
+        q = flush_dw(gW, Gq, Xq, q)
     return _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
 
 
@@ -338,9 +340,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                     finite = False
             if not finite:
                 return st.NONFINITE, n_acc, n_rej, nfev, QS[2]
-    if Gq.shape[0] > 0 and q + QRUN > Gq.shape[0]:
-        q = flush_dw(gW, Gq, Xq, q)
-    q = finish_integrals(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
+    q = finish_integrals(dt, dx, dc, QS, QA, QG, QX, gW, Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev, QS[2]
 

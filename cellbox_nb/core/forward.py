@@ -127,12 +127,13 @@ def _poly_coeffs(V, h, out):
 
 
 @leaf
-def store_step(x, K, Zb, h, p, h_prev, dx, dc, dz, WK):
-    """Keep accepted step p for the dense output: x_p, x's coefficients dc[p] (4, n) from the stage derivatives K,
-    z_p = W x_p - u in dz[p, 0], and W k_1..W k_6 (from the stage arguments, no product) in WK[p % 2] (7, n).
+def store_step(x, K, Zb, h, p, dt, dx, dc, dz, WK):
+    """Keep accepted step p (size h) for the dense output: x_p, x's coefficients dc[p] (4, n) from the stage
+    derivatives K, z_p = W x_p - u in dz[p, 0], and W k_1..W k_6 (from the stage arguments, no product) in
+    WK[p % 2] (7, n).
 
     z's coefficients dz[p, 1:] need W k_7 too, which is the next step's W k_1 (FSAL): storing step p completes
-    step p - 1 (h_prev its size); the caller completes the last step with :func:`finish_last_step`.
+    step p - 1 (it spans dt[p - 1]..dt[p]); the caller completes the last step with :func:`finish_last_step`.
     """
     n = x.shape[0]
     for i in range(n):
@@ -145,16 +146,16 @@ def store_step(x, K, Zb, h, p, h_prev, dx, dc, dz, WK):
         prev = WK[(p - 1) % 2]
         for i in range(n):
             prev[NSTAGE - 1, i] = cur[0, i]
-        _poly_coeffs(prev, h_prev, dz[p - 1, 1:])
+        _poly_coeffs(prev, dt[p] - dt[p - 1], dz[p - 1, 1:])
 
 
 @leaf
-def finish_last_step(WT, k7, p, h, dz, WK, zero):
+def finish_last_step(WT, k7, p, dt, dz, WK, zero):
     """Complete z's coefficients of the last stored step p: W k_7 (k_7 = f(x(t_T)), one product), then dz[p, 1:].
     zero (n,) must hold zeros."""
     last = WK[p % 2]
     matvec_minus(WT, k7, zero, last[NSTAGE - 1])
-    _poly_coeffs(last, h, dz[p, 1:])
+    _poly_coeffs(last, dt[p + 1] - dt[p], dz[p, 1:])
 
 
 @kernel
@@ -244,7 +245,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                     status = st.DENSE_OVERFLOW
                     break
                 dt, dx, dc, dz = _grow(dt, dx, dc, dz, min(2 * n_st, max_dense_steps))
-            store_step(x, K, Zb, h_step, n_st, dt[n_st] - dt[n_st - 1] if n_st > 0 else 0.0, dx, dc, dz, WK)
+            store_step(x, K, Zb, h_step, n_st, dt, dx, dc, dz, WK)
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
@@ -271,7 +272,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     if store and n_st > 0 and status == st.SUCCESS:
         for i in range(n):
             err[i] = 0.0
-        finish_last_step(WT, K[0], n_st - 1, dt[n_st] - dt[n_st - 1], dz, WK, err)
+        finish_last_step(WT, K[0], n_st - 1, dt, dz, WK, err)
     return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dc, dz
 
 

@@ -152,8 +152,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                         done[b] = True
                         continue
                     dt, dx, dc, dz = _grow_block(dt, dx, dc, dz, min(2 * p, max_dense_steps))
-                store_step(X[b], K[b], ZB[b], h_step, p, dt[b, p] - dt[b, p - 1] if p > 0 else 0.0, dx[b], dc[b],
-                           dz[b], WK[b])
+                store_step(X[b], K[b], ZB[b], h_step, p, dt[b], dx[b], dc[b], dz[b], WK[b])
                 dt[b, p + 1] = t_end
                 n_st[b] = p + 1
             t[b] = t_end
@@ -182,8 +181,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         if store and n_st[b] > 0 and status[b] == st.SUCCESS:
             for i in range(n):
                 err[i] = 0.0
-            last = n_st[b] - 1
-            finish_last_step(WT, K[b, 0], last, dt[b, last + 1] - dt[b, last], dz[b], WK[b], err)
+            finish_last_step(WT, K[b, 0], n_st[b] - 1, dt[b], dz[b], WK[b], err)
     return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dc, dz
 
 
@@ -332,9 +330,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     rejected_last[b] = False
                     err_prev[b] = 1.0
     for b in range(nb):
-        if Gq.shape[0] > 0 and q + QRUN > Gq.shape[0]:
-            q = flush_dw(gW, Gq, Xq, q)
-        q = finish_integrals(dt[b], dx[b], dc[b], QS[b], QA[b], QG[b], QX[b], Gq, Xq, q)
+        q = finish_integrals(dt[b], dx[b], dc[b], QS[b], QA[b], QG[b], QX[b], gW, Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev, QS[:, 2].copy()
 
