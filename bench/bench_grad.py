@@ -4,6 +4,7 @@ same process with the calls interleaved; one JSON object per line on stdout.
     python bench/bench_grad.py                   # full grid (several minutes: n = 1000 dominates)
     python bench/bench_grad.py --sizes 7,19,99   # a subset
     python bench/bench_grad.py --quick           # smoke run
+    python bench/bench_grad.py --adjoint discrete  # the discrete adjoint instead of the default interpolating one
 
 See bench/README.md for the fields.
 """
@@ -37,7 +38,8 @@ def bench_size(n, M, T, args, machine, versions):
         return solve(W, alpha, U, t, rtol=args.rtol, atol=args.atol, full_output=True)
 
     def grad():
-        return loss_and_grad(W, alpha, U, t, Y, loss="mae", rtol=args.rtol, atol=args.atol, full_output=True)
+        return loss_and_grad(W, alpha, U, t, Y, loss="mae", rtol=args.rtol, atol=args.atol, full_output=True,
+                             adjoint=args.adjoint)
 
     _, (_, finfo) = common.timed(fwd)  # warm-ups: the first call in this process loads the kernels
     _, (loss, grads, ginfo) = common.timed(grad)
@@ -55,6 +57,7 @@ def bench_size(n, M, T, args, machine, versions):
     compile_s = None if first["first_call_fresh_s"] is None else first["first_call_fresh_s"] - grad_s
     return {
         "bench": "grad", "n": n, "M": M, "T": T, "rtol": args.rtol, "atol": args.atol, "loss": "mae",
+        "adjoint": args.adjoint,
         "compile_s": compile_s, "first_call_fresh_s": first["first_call_fresh_s"],
         "first_call_s": first["first_call_s"], "cache_empty": first["cache_empty"],
         "cache_files": first["cache_files"], "import_s": first["import_s"],
@@ -74,6 +77,8 @@ def bench_size(n, M, T, args, machine, versions):
 
 def main(argv=None):
     parser = common.add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--adjoint", choices=("interpolating", "discrete"), default="interpolating",
+                        help="loss_and_grad's adjoint (default: interpolating, the library's default)")
     args = parser.parse_args(argv)
     sizes = parse_sizes(args.sizes, GRID) if args.sizes else (parse_sizes("7,19,99", GRID) if args.quick else GRID)
     common.apply_threads(args.threads)

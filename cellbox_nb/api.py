@@ -11,13 +11,15 @@ import numpy as np
 
 from . import config
 from .core import status as st
-from .core.adjoint import LOSS_MAE, LOSS_MSE, QROWS_STEP, loss_grad_batch
+from .core.adjoint import ADJOINT_DISCRETE, ADJOINT_INTERPOLATING, LOSS_MAE, LOSS_MSE, QROWS_STEP, loss_grad_batch
+from .core.discrete import STAGE_STORE_FLOATS
 from .core.forward import NPOLY, solve_batch
 from .core.lockstep import loss_grad_lockstep, solve_lockstep
 from .errors import ConfigError, InputDataError, NumericalError
 
 BACKENDS = ("cpu", "cuda")
 LOSSES = {"mae": LOSS_MAE, "mse": LOSS_MSE}
+ADJOINTS = ("interpolating", "discrete")
 
 
 class SolveError(NumericalError):
@@ -198,8 +200,10 @@ def _lockstep_blocks(M, n):
 def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,
                   atol=config.DEFAULT_ATOL, backend="cpu", decay=None, adjoint_rtol=None, adjoint_atol=None,
                   w_mask=None, max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0,
-                  max_dense_bytes=config.MAX_DENSE_BYTES, full_output=False, precision="float64", **options):
-    """Loss between the model's x(t_k) and data Y, and its gradient by the continuous adjoint.
+                  max_dense_bytes=config.MAX_DENSE_BYTES, full_output=False, precision="float64",
+                  adjoint="interpolating", **options):
+    """Loss between the model's x(t_k) and data Y, and its gradient by the continuous adjoint (or, if asked, the
+    discrete adjoint of the forward pass's steps).
 
     The loss is the mean over observed entries of |x - y| ("mae") or (x - y)**2 ("mse"), with no
     regularisation term.
@@ -210,9 +214,13 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     Y : (M, T, n) data; entries where ``mask`` is False are ignored (they may be NaN).
     mask : (M, T, n) bool, True where Y is observed (default: all observed; Y must then be finite).
     loss : "mae" or "mse".
-    adjoint_rtol, adjoint_atol : tolerances of the backward pass (default: rtol, and per condition
+    adjoint : "interpolating" (default): the continuous adjoint, lam integrated backward with its own adaptive steps
+        over x(t) read from the forward pass's dense output.  "discrete": the exact adjoint of the forward pass's
+        accepted steps (step sizes held fixed), the gradient of the loss the forward pass computed; no tolerances
+        of its own, one product W^T g per stage of each accepted forward step (cpu backend only).
+    adjoint_rtol, adjoint_atol : tolerances of the interpolating backward pass (default: rtol, and per condition
         adjoint_rtol * max |dl/dx(t_k)|, the scale of the adjoint, so the gradient's relative accuracy is about
-        adjoint_rtol).
+        adjoint_rtol); not accepted with adjoint="discrete".
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition.
     precision : as in :func:`solve`.
@@ -233,6 +241,12 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
     artol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
     aatol = -1.0 if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
+    if adjoint not in ADJOINTS:
+        raise ConfigError(f"adjoint: must be one of {', '.join(ADJOINTS)}, got {adjoint!r}")
+    discrete = adjoint == "discrete"
+    if discrete and (adjoint_rtol is not None or adjoint_atol is not None):
+        raise ConfigError("adjoint_rtol/adjoint_atol: the discrete adjoint has no tolerances of its own (it "
+                          "follows the forward pass's steps); leave them unset or use adjoint='interpolating'")
     if loss not in LOSSES:
         raise ConfigError(f"loss: must be one of {', '.join(LOSSES)}, got {loss!r}")
     if mask is None:
@@ -257,9 +271,13 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
-    max_dense_steps = max(1, int(max_dense_bytes // (8 * (2 * NPOLY + 2) * n + 16)))  # x, 4 + 5 coefficients, t
+    # floats per component and step: x, 4 + 5 coefficients (interpolating) or 6 stage arguments and 6 tanh
+    per_step = STAGE_STORE_FLOATS if discrete else 2 * NPOLY + 2
+    max_dense_steps = max(1, int(max_dense_bytes // (8 * per_step * n + 16)))
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
     if _backend(backend) == "cuda":
+        if discrete:
+            raise ConfigError("adjoint: 'discrete' is available on the cpu backend only")
         from .cuda import loss_grad_cuda
 
         loss_c, gW, galpha, gd, X, status, stats = loss_grad_cuda(
@@ -270,14 +288,15 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         # one accepted backward step may hand on up to QROWS_STEP terms, so the buffers hold at least that many
         defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP) if n >= config.DEFER_DW_MIN_N else 0
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
-        if n >= config.LOCKSTEP_MIN_N:
+        if n >= config.LOCKSTEP_MIN_N and not discrete:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
                     *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, _lockstep_block(n))
         else:
             with _single_threaded_blas(defer_rows > 0):
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
-                    *args, _grad_chunks(M, n), dense_init, max_dense_steps, defer_rows)
+                    *args, _grad_chunks(M, n), dense_init, max_dense_steps, defer_rows,
+                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING)
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)

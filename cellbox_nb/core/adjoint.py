@@ -24,13 +24,16 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
-from .forward import NPOLY, NSTAGE, dense_eval_xz, error_estimate, forward_one, stage_state
+from .discrete import discrete_backward_one
+from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_STAGES, dense_eval_xz, error_estimate, forward_one,
+                      stage_state)
 from .rhs import adjoint_rhs_z
 from .tableau import B, C
 
 LOSS_MAE = 0
 LOSS_MSE = 1
-NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0)
+ADJOINT_INTERPOLATING = 0
+ADJOINT_DISCRETE = 1
 
 
 @leaf
@@ -355,8 +358,11 @@ def grad_outputs(M, T, n, n_chunks):
 
 @driver
 def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                    max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows):
+                    max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, adjoint_kind):
     """Loss and gradient over all conditions, in parallel over fixed chunks of conditions.
+
+    adjoint_kind: ADJOINT_INTERPOLATING (backward_one, artol and aatol its tolerances) or ADJOINT_DISCRETE
+    (discrete.discrete_backward_one; artol and aatol unused).
 
     U (M, n), Y and mask (M, T, n) (mask as float 0/1).  Conditions are split into n_chunks contiguous chunks
     (boundaries c * M // n_chunks, independent of the thread count); each chunk runs its conditions in order
@@ -374,16 +380,18 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     for ch in prange(n_chunks):
         c_lo = ch * M // n_chunks
         c_hi = (ch + 1) * M // n_chunks
+        discrete = adjoint_kind == ADJOINT_DISCRETE
+        store = STORE_STAGES if discrete else STORE_DENSE
         dt = np.empty(dense_init + 1)
         dx = np.empty((dense_init, n))
-        dc = np.empty((dense_init, NPOLY, n))
-        dz = np.empty((dense_init, NPOLY + 1, n))
+        dc = np.empty((dense_init, NQUAD - 1 if discrete else NPOLY, n))
+        dz = np.empty((dense_init, NQUAD if discrete else NPOLY + 1, n))
         dl = np.empty((T, n))
         Gq = np.empty((defer_rows, n))
         Xq = np.empty((defer_rows, n))
         for c in range(c_lo, c_hi):
             res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                              True, dt, dx, dc, dz, max_dense_steps)
+                              store, dt, dx, dc, dz, max_dense_steps)
             dt = res[6]
             dx = res[7]
             dc = res[8]
@@ -395,8 +403,12 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
                 status[c] = res[0]
                 continue
             loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
-            bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
-                                max_steps, beta, dt, dx, dc, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)
+            if discrete:
+                bres = discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dc, dz, res[4], gW[ch], galpha[ch],
+                                             gd[ch], Gq, Xq)
+            else:
+                bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
+                                    max_steps, beta, dt, dx, dc, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)
             status[c] = bres[0]
             stats[c, 3] = bres[1]
             stats[c, 4] = bres[2]

@@ -6,6 +6,7 @@ asked, every accepted step is stored for the adjoint: its start time, its start 
 (tableau.R) as a polynomial in theta, x(t_p + theta h) = x_p + theta (c_1 + theta (c_2 + theta (c_3 + theta c_4))),
 c_j = h sum_i R[i, j] k_i, and the same for z = W x - u (coefficients h sum_i R[i, j] W k_i, the W k_i recovered from
 the stage arguments without a product), so that reading x and z back costs 8 multiply-adds per component.
+For the discrete adjoint it keeps instead each accepted step's stage arguments and tanh there (STORE_STAGES).
 """
 
 import numpy as np
@@ -14,11 +15,19 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
-from .rhs import matvec_minus, rhs
+from .rhs import matvec_minus, rhs, rhs_z_th
 from .tableau import A, E, R
+from .tanh import tanh
 
 NSTAGE = 7
 NPOLY = 4  # dense output: a polynomial of degree 4 in theta without constant term
+NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0): the ones the step's result depends on
+
+# what forward_one keeps of each accepted step
+STORE_NONE = 0
+STORE_DENSE = 1  # the dense output of x and z (interpolating adjoint): dx (S, n), dc (S, 4, n), dz (S, 5, n)
+STORE_STAGES = 2  # the stage arguments X_1..X_6 and tanh there (discrete adjoint): dx (S, n) = X_1 = x_p,
+#                   dc (S, 5, n) = X_2..X_6, dz (S, 6, n) = tanh(W X_s - u), s = 1..6
 
 
 @leaf
@@ -32,6 +41,32 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
         stage_state(x, K, h, s, xs)
         rhs(WT, alpha, d, u, xs, Zb[s], K[s])
     error_estimate(K, h, err)
+
+
+@leaf
+def tsit5_step_rec(WT, alpha, d, u, x, h, K, XS, Zb, TH, err):
+    """:func:`tsit5_step` that also keeps each stage's argument in XS[s] and tanh(Zb[s]) in TH[s] (XS, TH (7, n));
+    the new state is XS[6].  Row 0 (x and its tanh) is the caller's: TH[0] carries over from the last step (FSAL)."""
+    for s in range(1, NSTAGE):
+        stage_state(x, K, h, s, XS[s])
+        matvec_minus(WT, XS[s], u, Zb[s])
+        rhs_z_th(alpha, d, Zb[s], XS[s], K[s], TH[s])
+    error_estimate(K, h, err)
+
+
+@leaf
+def store_stages(x, XS, TH, p, dx, dc, dz):
+    """Keep accepted step p for the discrete adjoint: its stage arguments (x = X_1 in dx[p], X_2..X_6 in dc[p]) and
+    tanh(z) at stages 1..6 in dz[p] (STORE_STAGES layout)."""
+    n = x.shape[0]
+    for i in range(n):
+        dx[p, i] = x[i]
+    for s in range(1, NQUAD):
+        for i in range(n):
+            dc[p, s - 1, i] = XS[s, i]
+    for s in range(NQUAD):
+        for i in range(n):
+            dz[p, s, i] = TH[s, i]
 
 
 @leaf
@@ -160,12 +195,12 @@ def finish_last_step(WT, k7, p, dt, dz, WK, zero):
 
 @kernel
 def _grow(dt, dx, dc, dz, cap):
-    """Copy the dense store into arrays of capacity `cap` steps."""
+    """Copy the store (either layout) into arrays of capacity `cap` steps."""
     n = dx.shape[1]
     ndt = np.empty(cap + 1)
     ndx = np.empty((cap, n))
-    ndc = np.empty((cap, NPOLY, n))
-    ndz = np.empty((cap, NPOLY + 1, n))
+    ndc = np.empty((cap, dc.shape[1], n))
+    ndz = np.empty((cap, dz.shape[1], n))
     m = dx.shape[0]
     ndt[: m + 1] = dt[: m + 1]
     ndx[:m] = dx
@@ -184,10 +219,12 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     WT : (n, n) W transposed, C-contiguous.   alpha, d, u : (n,).   t_obs : (T,) strictly increasing, > 0.
     h_init : first step (<= 0: Hairer's rule).   max_steps : attempted-step limit.   beta : PI coefficient.
     xobs : (T, n) output, x(t_k); rows not reached are NaN.
-    store : keep the dense trajectory in (dt, dx, dc, dz), grown as needed up to max_dense_steps steps:
-        step p spans [dt[p], dt[p+1]], starts at x = dx[p], and x(dt[p] + theta h) = dx[p] + theta (dc[p, 0] +
-        theta (dc[p, 1] + theta (dc[p, 2] + theta dc[p, 3]))); dz[p] (5, n) holds z = W x - u at its start and
-        z's coefficients likewise, so that z(t) interpolates like x (no product).  See :func:`dense_eval_xz`.
+    store : what to keep of each accepted step in (dt, dx, dc, dz), grown as needed up to max_dense_steps steps
+        (step p spans [dt[p], dt[p+1]]).  STORE_NONE: nothing.  STORE_DENSE (or True): the dense trajectory; step p
+        starts at x = dx[p], and x(dt[p] + theta h) = dx[p] + theta (dc[p, 0] + theta (dc[p, 1] + theta (dc[p, 2] +
+        theta dc[p, 3]))); dz[p] (5, n) holds z = W x - u at its start and z's coefficients likewise, so that z(t)
+        interpolates like x (no product), see :func:`dense_eval_xz`.  STORE_STAGES: dc (S, 5, n) and dz (S, 6, n)
+        instead, see :func:`store_stages`.
 
     Returns
     -------
@@ -197,15 +234,22 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     T = t_obs.shape[0]
     x = np.zeros(n)
     K = np.empty((NSTAGE, n))
-    xs = np.empty(n)
+    XS = np.empty((NSTAGE, n))
+    xs = XS[NSTAGE - 1]  # the new state (the last stage's argument, FSAL)
     Zb = np.empty((NSTAGE, n))
     err = np.empty(n)
-    WK = np.empty((2, NSTAGE, n)) if store else np.empty((2, NSTAGE, 0))  # W k_i of the last two stored steps
+    dense = store == STORE_DENSE
+    stages = store == STORE_STAGES
+    WK = np.empty((2, NSTAGE, n)) if dense else np.empty((2, NSTAGE, 0))  # W k_i of the last two stored steps
+    TH = np.empty((NSTAGE, n)) if stages else np.empty((NSTAGE, 0))  # tanh at the stages of the current step
     for k in range(T):
         for i in range(n):
             xobs[k, i] = np.nan
     t = 0.0
     rhs(WT, alpha, d, u, x, Zb[0], K[0])
+    if stages:
+        for i in range(n):
+            TH[0, i] = tanh(Zb[0, i])
     nfev = 1
     if h_init > 0.0:
         h = min(h_init, t_obs[0])
@@ -219,7 +263,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     k_obs = 0
     rejected_last = False
     err_prev = 1.0
-    if store:
+    if dense or stages:
         dt[0] = 0.0
     while k_obs < T:
         status = step_limit(n_acc + n_rej, max_steps, h, t)
@@ -228,7 +272,10 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         t_target = t_obs[k_obs]
         hit = t + h >= t_target
         h_step = t_target - t if hit else h
-        tsit5_step(WT, alpha, d, u, x, h_step, K, xs, Zb, err)
+        if stages:
+            tsit5_step_rec(WT, alpha, d, u, x, h_step, K, XS, Zb, TH, err)
+        else:
+            tsit5_step(WT, alpha, d, u, x, h_step, K, xs, Zb, err)
         nfev += NSTAGE - 1
         en = rms_error_norm(err, x, xs, rtol, atol)
         accept = en <= 1.0
@@ -239,13 +286,17 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
             h = h_step * factor
             continue
         # accepted
-        if store:
+        if dense or stages:
             if n_st == dx.shape[0]:
                 if n_st >= max_dense_steps:
                     status = st.DENSE_OVERFLOW
                     break
                 dt, dx, dc, dz = _grow(dt, dx, dc, dz, min(2 * n_st, max_dense_steps))
-            store_step(x, K, Zb, h_step, n_st, dt, dx, dc, dz, WK)
+            if dense:
+                store_step(x, K, Zb, h_step, n_st, dt, dx, dc, dz, WK)
+            else:
+                store_stages(x, XS, TH, n_st, dx, dc, dz)
+                TH[0] = TH[NSTAGE - 1]
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
@@ -269,7 +320,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         if not finite:
             status = st.NONFINITE
             break
-    if store and n_st > 0 and status == st.SUCCESS:
+    if dense and n_st > 0 and status == st.SUCCESS:
         for i in range(n):
             err[i] = 0.0
         finish_last_step(WT, K[0], n_st - 1, dt, dz, WK, err)
@@ -295,7 +346,7 @@ def solve_batch(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta):
         dc = np.empty((0, NPOLY, n))
         dz = np.empty((0, NPOLY + 1, n))
         res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                          False, dt, dx, dc, dz, 0)
+                          STORE_NONE, dt, dx, dc, dz, 0)
         status[c] = res[0]
         stats[c, 0] = res[1]
         stats[c, 1] = res[2]

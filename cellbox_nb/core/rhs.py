@@ -71,6 +71,15 @@ def rhs_z(alpha, d, z, x, out):
 
 
 @leaf
+def rhs_z_th(alpha, d, z, x, out, th):
+    """As :func:`rhs_z`, also keeping th = tanh(z) (for the discrete adjoint, which reads it back)."""
+    for i in range(x.shape[0]):
+        ti = tanh(z[i])
+        th[i] = ti
+        out[i] = alpha[i] * ti - d[i] * x[i]
+
+
+@leaf
 def rhs(WT, alpha, d, u, x, z, out):
     """out = alpha * tanh(W x - u) - d * x; z (n,) is scratch and holds W x - u on return."""
     matvec_minus(WT, x, u, z)

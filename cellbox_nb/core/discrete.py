@@ -1,0 +1,136 @@
+"""Backward pass, discrete variant: the exact adjoint of the accepted Tsit5 steps (``adjoint="discrete"``).
+
+The forward pass keeps, for every accepted step p (size h, from x_p), the stage arguments X_1..X_6 and
+th_s = tanh(W X_s - u) (forward.STORE_STAGES).  The step is the map
+
+    k_s = f(X_s),   X_s = x_p + h sum_{j<s} A[s, j] k_j,   x_{p+1} = x_p + h sum_s B[s] k_s     (s = 1..6; B[7] = 0)
+
+and, with lam' = dL/dx_{p+1} and the step sizes held fixed, its adjoint is, for s = 6 down to 1,
+
+    nu_s = h (B[s] lam' + sum_{j>s} A[j, s] mu_j)        (dL/dk_s)
+    g_s  = alpha * (1 - th_s**2) * nu_s,   mu_s = W^T g_s - d * nu_s       (dL/dX_s)
+    dL/dW += g_s X_s^T,   dL/dalpha += nu_s * th_s,   dL/dd -= nu_s * X_s
+
+and lam = dL/dx_p = lam' + sum_s mu_s, plus the jump dl/dx(t_k) where step p ends on an observation time.
+
+This is the gradient of the loss the forward pass actually computed (to rounding), whatever the tolerance, where the
+interpolating adjoint approximates the gradient of the exact solution's loss; the two differ by about the forward
+pass's own error and agree as the tolerance tightens.  It costs one product W^T g per stage of each *accepted*
+forward step (the interpolating adjoint takes its own, about twice as many, steps), reads no interpolant and
+evaluates no tanh, and has no tolerance of its own.  The step sizes are treated as constants: their (piecewise)
+dependence on the parameters through the error control is not differentiated, as in diffrax and torchdiffeq when
+they differentiate through a solver.
+"""
+
+import numpy as np
+
+from .._jit import kernel, leaf
+from . import status as st
+from .forward import NQUAD
+from .rhs import rmatvec
+from .tableau import A, B
+
+STAGE_STORE_FLOATS = 2 * NQUAD  # per component and accepted step: X_1..X_6 and tanh at them (plus one time)
+
+
+@leaf
+def step_adjoint(W, alpha, d, h, lam, X1, XR, TH, ACC, NU, GS, r, lam_out, galpha, gd):
+    """The adjoint of one accepted step: lam = dL/dx_{p+1} in, lam_out = dL/dx_p out, GS (6, n) = g_s.
+
+    X1 (n,) = x_p, XR (5, n) = X_2..X_6, TH (6, n) = tanh at the stages; ACC, NU (6, n), r (n,) scratch.  Adds
+    the step's dL/dalpha and dL/dd terms; the caller adds sum_s GS[s] X_s^T to dL/dW.
+    """
+    n = lam.shape[0]
+    for s in range(NQUAD):
+        for i in range(n):
+            ACC[s, i] = 0.0
+    for i in range(n):
+        lam_out[i] = lam[i]
+    for s in range(NQUAD - 1, -1, -1):
+        b = B[s]
+        for i in range(n):
+            nu = h * (b * lam[i] + ACC[s, i])
+            th = TH[s, i]
+            xs = X1[i] if s == 0 else XR[s - 1, i]
+            NU[s, i] = nu
+            GS[s, i] = alpha[i] * (1.0 - th * th) * nu
+            galpha[i] += nu * th
+            gd[i] -= nu * xs
+        rmatvec(W, GS[s], r)
+        for i in range(n):
+            r[i] -= d[i] * NU[s, i]  # mu_s
+            lam_out[i] += r[i]
+        for j in range(s):
+            a = A[s, j]
+            for i in range(n):
+                ACC[j, i] += a * r[i]
+
+
+@leaf
+def add_dw_direct(GS, X1, XR, gW):
+    """gW += sum_s GS[s] X_s^T, the six rank-one terms of one step in one pass over gW (small n)."""
+    n = X1.shape[0]
+    for i in range(n):
+        g0 = GS[0, i]
+        g1 = GS[1, i]
+        g2 = GS[2, i]
+        g3 = GS[3, i]
+        g4 = GS[4, i]
+        g5 = GS[5, i]
+        for j in range(n):
+            gW[i, j] += (g0 * X1[j] + g1 * XR[0, j] + g2 * XR[1, j]
+                         + g3 * XR[2, j] + g4 * XR[3, j] + g5 * XR[4, j])
+
+
+@leaf
+def buffer_dw(GS, X1, XR, Gq, Xq, q):
+    """Append the six terms (g_s, X_s) of one step to the buffers Gq, Xq (room for them is the caller's);
+    returns the new count."""
+    n = X1.shape[0]
+    for s in range(NQUAD):
+        for i in range(n):
+            Gq[q, i] = GS[s, i]
+            Xq[q, i] = X1[i] if s == 0 else XR[s - 1, i]
+        q += 1
+    return q
+
+
+@kernel
+def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dc, dz, n_st, gW, galpha, gd, Gq, Xq):
+    """Adjoint of one condition's accepted steps (STORE_STAGES store dt, dx, dc, dz, n_st of them), adding its
+    parameter gradients to gW, galpha, gd.  dl (T, n): dl/dx(t_k).  Gq, Xq (Q, n): with Q >= 6 the dL/dW terms are
+    buffered and added by matrix products (large n), with Q = 0 directly.  Returns status, accepted steps, rejected
+    (0), products W^T g, dL/dW terms (as backward_one)."""
+    n = dl.shape[1]
+    T = t_obs.shape[0]
+    lam = np.zeros(n)
+    lam_out = np.empty(n)
+    ACC = np.empty((NQUAD, n))
+    NU = np.empty((NQUAD, n))
+    GS = np.empty((NQUAD, n))
+    r = np.empty(n)
+    q = 0
+    k = T - 1
+    for p in range(n_st - 1, -1, -1):
+        while k >= 0 and dt[p + 1] == t_obs[k]:  # the forward pass lands on each t_k exactly
+            for i in range(n):
+                lam[i] += dl[k, i]
+            k -= 1
+        step_adjoint(W, alpha, d, dt[p + 1] - dt[p], lam, dx[p], dc[p], dz[p], ACC, NU, GS, r, lam_out, galpha, gd)
+        if Gq.shape[0] == 0:
+            add_dw_direct(GS, dx[p], dc[p], gW)
+        else:
+            if q + NQUAD > Gq.shape[0]:
+                gW += np.dot(Gq[:q].T, Xq[:q])
+                q = 0
+            q = buffer_dw(GS, dx[p], dc[p], Gq, Xq, q)
+        finite = True
+        for i in range(n):
+            lam[i] = lam_out[i]
+            if not np.isfinite(lam_out[i]):
+                finite = False
+        if not finite:
+            return st.NONFINITE, n_st - p, 0, NQUAD * (n_st - p), NQUAD * (n_st - p)
+    if q > 0:
+        gW += np.dot(Gq[:q].T, Xq[:q])
+    return st.SUCCESS, n_st, 0, NQUAD * n_st, NQUAD * n_st
