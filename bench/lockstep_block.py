@@ -1,7 +1,7 @@
 """Lockstep block size: forward and loss+gradient medians for each block size, and OpenBLAS's time per row.
 
 Usage:  python bench/lockstep_block.py [--sizes 99:89:5,150:100:5,300:100:5,400:64:5,500:64:5,1000:50:5]
-                                        [--blocks 4,8,16,32] [--repeats 5]
+                                        [--blocks 4,8,16,32] [--repeats 5] [--adjoint discrete] [--no-gemm]
 
 Prints JSON lines: {"bench": "lockstep_block", n, M, T, block, fwd_s, grad_s, default_block, ...} for every size
 and block (in one process, interleaved by size, the block set through cellbox_nb.config.LOCKSTEP_BLOCK), then
@@ -57,6 +57,9 @@ def main():
     ap.add_argument("--sizes", default="99:89:5,150:100:5,300:100:5,400:64:5,500:64:5,1000:50:5")
     ap.add_argument("--blocks", default="4,8,16,32")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--adjoint", choices=("interpolating", "discrete"), default="interpolating",
+                    help="loss_and_grad's adjoint (the forward column does not depend on it)")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the one-thread product timings at the end")
     args = ap.parse_args()
     from cellbox_nb import api, config
 
@@ -67,17 +70,23 @@ def main():
         W, alpha, U, t, Y = P["W"], P["alpha"], P["U"], P["t"], P["Y"]
         config.LOCKSTEP_BLOCK = 0
         default = api._lockstep_block(n)
+
+        def grad_call():
+            return api.loss_and_grad(W, alpha, U, t, Y, adjoint=args.adjoint)
+
         for b in blocks:
             config.LOCKSTEP_BLOCK = b
             api.solve(W, alpha, U, t)
-            api.loss_and_grad(W, alpha, U, t, Y)
+            grad_call()
             fwd = median_time(lambda: api.solve(W, alpha, U, t), args.repeats)
-            grad = median_time(lambda: api.loss_and_grad(W, alpha, U, t, Y), args.repeats)
+            grad = median_time(grad_call, args.repeats)
             print(json.dumps({"bench": "lockstep_block", "n": n, "M": M, "T": T, "block": b, "fwd_s": fwd,
-                              "grad_s": grad, "default_block": default, "repeats": args.repeats,
+                              "grad_s": grad, "adjoint": args.adjoint, "default_block": default,
+                              "repeats": args.repeats,
                               "loadavg": os.getloadavg()[0], **env}), flush=True)
         config.LOCKSTEP_BLOCK = 0
-    gemm_rows(300, [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 32], 2000)
+    if not args.no_gemm:
+        gemm_rows(300, [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 32], 2000)
 
 
 if __name__ == "__main__":

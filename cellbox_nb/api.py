@@ -189,7 +189,7 @@ def _lockstep_block(n):
 
 def _lockstep_blocks(M, n):
     """Number of chunks for the lockstep kernels (each chunk runs its conditions in blocks of at most
-    LOCKSTEP_BLOCK): one per block, rounded up to an even number (so 2 threads get equal shares), at most M,
+    _lockstep_block): one per block, rounded up to an even number (so 2 threads get equal shares), at most M,
     within the dL/dW memory budget.  Fixed by M and n alone, so results do not depend on the thread count.  On
     many-core nodes a smaller CELLBOX_NB_LOCKSTEP_BLOCK gives more chunks to share."""
     blocks = -(-M // _lockstep_block(n))
@@ -244,6 +244,8 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     if adjoint not in ADJOINTS:
         raise ConfigError(f"adjoint: must be one of {', '.join(ADJOINTS)}, got {adjoint!r}")
     discrete = adjoint == "discrete"
+    if discrete and backend == "cuda":
+        raise ConfigError("adjoint: 'discrete' is available on the cpu backend only")
     if discrete and (adjoint_rtol is not None or adjoint_atol is not None):
         raise ConfigError("adjoint_rtol/adjoint_atol: the discrete adjoint has no tolerances of its own (it "
                           "follows the forward pass's steps); leave them unset or use adjoint='interpolating'")
@@ -276,8 +278,6 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     max_dense_steps = max(1, int(max_dense_bytes // (8 * per_step * n + 16)))
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
     if _backend(backend) == "cuda":
-        if discrete:
-            raise ConfigError("adjoint: 'discrete' is available on the cpu backend only")
         from .cuda import loss_grad_cuda
 
         loss_c, gW, galpha, gd, X, status, stats = loss_grad_cuda(
@@ -288,10 +288,11 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         # one accepted backward step may hand on up to QROWS_STEP terms, so the buffers hold at least that many
         defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP) if n >= config.DEFER_DW_MIN_N else 0
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
-        if n >= config.LOCKSTEP_MIN_N and not discrete:
+        if n >= config.LOCKSTEP_MIN_N:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
-                    *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, _lockstep_block(n))
+                    *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, _lockstep_block(n),
+                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING)
         else:
             with _single_threaded_blas(defer_rows > 0):
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(

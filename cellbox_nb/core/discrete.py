@@ -34,36 +34,56 @@ STAGE_STORE_FLOATS = 2 * NQUAD  # per component and accepted step: X_1..X_6 and 
 
 
 @leaf
+def stage_nu(alpha, h, s, lam, ACC, X1, XR, TH, NU, g, galpha, gd):
+    """Stage s of a step's adjoint, before the product: NU[s] = nu_s from lam = dL/dx_{p+1} and ACC[s] (the sum
+    over later stages), g = alpha * (1 - th_s**2) * nu_s; adds the stage's dL/dalpha and dL/dd terms."""
+    b = B[s]
+    for i in range(lam.shape[0]):
+        nu = h * (b * lam[i] + ACC[s, i])
+        th = TH[s, i]
+        xs = X1[i] if s == 0 else XR[s - 1, i]
+        NU[s, i] = nu
+        g[i] = alpha[i] * (1.0 - th * th) * nu
+        galpha[i] += nu * th
+        gd[i] -= nu * xs
+
+
+@leaf
+def stage_mu(d, s, r, NU, ACC, lam_out):
+    """Stage s after the product r = W^T g: mu_s = r - d * nu_s (left in r), added to lam_out and, with the weights
+    A[s, j], to the sums ACC[j] of the earlier stages j < s."""
+    n = r.shape[0]
+    for i in range(n):
+        r[i] -= d[i] * NU[s, i]
+        lam_out[i] += r[i]
+    for j in range(s):
+        a = A[s, j]
+        for i in range(n):
+            ACC[j, i] += a * r[i]
+
+
+@leaf
+def step_adjoint_start(lam, ACC, lam_out):
+    """Before a step's stages: ACC = 0, lam_out = lam."""
+    for s in range(NQUAD):
+        for i in range(lam.shape[0]):
+            ACC[s, i] = 0.0
+    for i in range(lam.shape[0]):
+        lam_out[i] = lam[i]
+
+
+@leaf
 def step_adjoint(W, alpha, d, h, lam, X1, XR, TH, ACC, NU, GS, r, lam_out, galpha, gd):
     """The adjoint of one accepted step: lam = dL/dx_{p+1} in, lam_out = dL/dx_p out, GS (6, n) = g_s.
 
     X1 (n,) = x_p, XR (5, n) = X_2..X_6, TH (6, n) = tanh at the stages; ACC, NU (6, n), r (n,) scratch.  Adds
     the step's dL/dalpha and dL/dd terms; the caller adds sum_s GS[s] X_s^T to dL/dW.
     """
-    n = lam.shape[0]
-    for s in range(NQUAD):
-        for i in range(n):
-            ACC[s, i] = 0.0
-    for i in range(n):
-        lam_out[i] = lam[i]
+    step_adjoint_start(lam, ACC, lam_out)
     for s in range(NQUAD - 1, -1, -1):
-        b = B[s]
-        for i in range(n):
-            nu = h * (b * lam[i] + ACC[s, i])
-            th = TH[s, i]
-            xs = X1[i] if s == 0 else XR[s - 1, i]
-            NU[s, i] = nu
-            GS[s, i] = alpha[i] * (1.0 - th * th) * nu
-            galpha[i] += nu * th
-            gd[i] -= nu * xs
+        stage_nu(alpha, h, s, lam, ACC, X1, XR, TH, NU, GS[s], galpha, gd)
         rmatvec(W, GS[s], r)
-        for i in range(n):
-            r[i] -= d[i] * NU[s, i]  # mu_s
-            lam_out[i] += r[i]
-        for j in range(s):
-            a = A[s, j]
-            for i in range(n):
-                ACC[j, i] += a * r[i]
+        stage_mu(d, s, r, NU, ACC, lam_out)
 
 
 @leaf

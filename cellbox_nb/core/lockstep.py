@@ -18,13 +18,15 @@ from numba import prange
 
 from .._jit import driver, kernel, leaf
 from . import status as st
-from .adjoint import (QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol, finish_integrals, flush_dw,
-                      fsal_rows, grad_outputs, observation_loss)
+from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol,
+                      finish_integrals, flush_dw, fsal_rows, grad_outputs, observation_loss)
 from .controller import rms_error_norm, step_factor, step_limit
-from .forward import (NPOLY, NSTAGE, dense_eval_xz, error_estimate, finish_last_step, initial_step, stage_state,
-                      store_step)
-from .rhs import adjoint_g, adjoint_rhs_z, rhs_z
+from .discrete import stage_mu, stage_nu, step_adjoint_start
+from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xz, error_estimate,
+                      finish_last_step, initial_step, stage_state, store_step)
+from .rhs import adjoint_g, adjoint_rhs_z, rhs_z, rhs_z_th
 from .tableau import C
+from .tanh import tanh
 
 
 @leaf
@@ -43,8 +45,8 @@ def _grow_block(dt, dx, dc, dz, cap):
     nb, m, n = dx.shape
     ndt = np.zeros((nb, cap + 1))
     ndx = np.empty((nb, cap, n))
-    ndc = np.empty((nb, cap, NPOLY, n))
-    ndz = np.empty((nb, cap, NPOLY + 1, n))
+    ndc = np.empty((nb, cap, dc.shape[2], n))
+    ndz = np.empty((nb, cap, dz.shape[2], n))
     ndt[:, : m + 1] = dt
     ndx[:, :m] = dx
     ndc[:, :m] = dc
@@ -54,12 +56,12 @@ def _grow_block(dt, dx, dc, dz, cap):
 
 @kernel
 def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, xobs, store, cap, max_dense_steps):
-    """Forward pass of the conditions U (nb, n) in lockstep, storing the dense trajectory of each.
+    """Forward pass of the conditions U (nb, n) in lockstep, storing what the adjoint needs of each.
 
-    xobs (nb, T, n) output; store False skips the dense store (cap is then ignored).  Returns status, n_acc, n_rej,
-    n_fev, n_st, h_next (all (nb,)) and the dense store dt (nb, S+1), dx (nb, S, n), dc (nb, S, 4, n),
-    dz (nb, S, 5, n) laid out as forward_one's, one row per
-    condition (S >= every n_st).
+    xobs (nb, T, n) output; store as forward_one's (STORE_NONE skips the store and ignores cap).  Returns status,
+    n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the store dt (nb, S+1), dx (nb, S, n), dc, dz laid out as
+    forward_one's (STORE_DENSE: (nb, S, 4, n) and (nb, S, 5, n); STORE_STAGES: (nb, S, 5, n) and (nb, S, 6, n)),
+    one row per condition (S >= every n_st).
     """
     nb, n = U.shape
     T = t_obs.shape[0]
@@ -84,18 +86,28 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     err_prev = np.ones(nb)
     done = np.zeros(nb, dtype=np.bool_)
     act = np.empty(nb, dtype=np.int64)
-    if not store:
+    dense = store == STORE_DENSE
+    stages = store == STORE_STAGES
+    if not (dense or stages):
         cap = 0
     dt = np.zeros((nb, cap + 1))
     dx = np.empty((nb, cap, n))
-    dc = np.empty((nb, cap, NPOLY, n))
-    dz = np.empty((nb, cap, NPOLY + 1, n))
-    WK = np.empty((nb, 2, NSTAGE, n)) if store else np.empty((nb, 2, NSTAGE, 0))
+    dc = np.empty((nb, cap, NQUAD - 1 if stages else NPOLY, n))
+    dz = np.empty((nb, cap, NQUAD if stages else NPOLY + 1, n))
+    WK = np.empty((nb, 2, NSTAGE, n)) if dense else np.empty((nb, 2, NSTAGE, 0))
+    # STORE_STAGES: the stages' arguments and tanh go straight into the store slot of the step (a rejected step's
+    # are overwritten by the retry); tanh at x_p (stage 1, FSAL) is the last step's stage 7, kept in TH1 until the
+    # step is accepted, and the current step's stage 7 in TH7
+    TH1 = np.empty((nb, n)) if stages else np.empty((nb, 0))
+    TH7 = np.empty((nb, n)) if stages else np.empty((nb, 0))
     xobs[:] = np.nan
     for b in range(nb):
         for i in range(n):  # x(0) = 0: z = -u
             ZB[b, 0, i] = -U[b, i]
         rhs_z(alpha, d, ZB[b, 0], X[b], K[b, 0])
+        if stages:
+            for i in range(n):
+                TH1[b, i] = tanh(ZB[b, 0, i])
         nfev[b] = 1
         if h_init > 0.0:
             h[b] = min(h_init, t_obs[0])
@@ -111,6 +123,12 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
             if status[b] != st.SUCCESS:
                 done[b] = True
                 continue
+            if (dense or stages) and n_st[b] == dx.shape[1]:  # room to store this step
+                if n_st[b] >= max_dense_steps:
+                    status[b] = st.DENSE_OVERFLOW
+                    done[b] = True
+                    continue
+                dt, dx, dc, dz = _grow_block(dt, dx, dc, dz, min(2 * n_st[b], max_dense_steps))
             t_target = t_obs[k_obs[b]]
             hit[b] = t[b] + h[b] >= t_target
             hst[b] = t_target - t[b] if hit[b] else h[b]
@@ -128,7 +146,15 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                 b = act[r]
                 for i in range(n):
                     ZB[b, s, i] = Zg[r, i] - U[b, i]
-                rhs_z(alpha, d, ZB[b, s], Xg[r], K[b, s])
+                if stages:
+                    p = n_st[b]
+                    if s < NQUAD:
+                        rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], dz[b, p, s])
+                        dc[b, p, s - 1] = Xg[r]
+                    else:
+                        rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
+                else:
+                    rhs_z(alpha, d, ZB[b, s], Xg[r], K[b, s])
         # Xg rows now hold each condition's last stage argument, the step's end state (FSAL)
         for r in range(na):
             b = act[r]
@@ -144,15 +170,15 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                 h[b] = h_step * factor
                 continue
             t_end = t_obs[k_obs[b]] if hit[b] else t[b] + h_step
-            if store:
+            if dense or stages:
                 p = n_st[b]
-                if p == dx.shape[1]:
-                    if p >= max_dense_steps:
-                        status[b] = st.DENSE_OVERFLOW
-                        done[b] = True
-                        continue
-                    dt, dx, dc, dz = _grow_block(dt, dx, dc, dz, min(2 * p, max_dense_steps))
-                store_step(X[b], K[b], ZB[b], h_step, p, dt[b], dx[b], dc[b], dz[b], WK[b])
+                if dense:
+                    store_step(X[b], K[b], ZB[b], h_step, p, dt[b], dx[b], dc[b], dz[b], WK[b])
+                else:
+                    for i in range(n):
+                        dx[b, p, i] = X[b, i]
+                        dz[b, p, 0, i] = TH1[b, i]
+                        TH1[b, i] = TH7[b, i]
                 dt[b, p + 1] = t_end
                 n_st[b] = p + 1
             t[b] = t_end
@@ -178,7 +204,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                 status[b] = st.NONFINITE
                 done[b] = True
     for b in range(nb):
-        if store and n_st[b] > 0 and status[b] == st.SUCCESS:
+        if dense and n_st[b] > 0 and status[b] == st.SUCCESS:
             for i in range(n):
                 err[i] = 0.0
             finish_last_step(WT, K[b, 0], n_st[b] - 1, dt[b], dz[b], WK[b], err)
@@ -335,9 +361,84 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     return status, n_acc, n_rej, nfev, QS[:, 2].copy()
 
 
+@kernel
+def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dc, dz, n_st, run, gW, galpha, gd, Gq, Xq):
+    """discrete.discrete_backward_one for the conditions of a block with run[b] True, in lockstep: in iteration j
+    each condition b takes the adjoint of its step n_st[b] - 1 - j, and the products W^T g of one stage are one
+    matrix product over the block.  Store as forward_block's with STORE_STAGES; DL (nb, T, n) jumps.  The dL/dW
+    terms go through the buffers Gq, Xq (directly into gW without them).  Returns status, steps, rejected (0),
+    products, dL/dW terms (all (nb,))."""
+    nb, T, n = DL.shape
+    lam = np.zeros((nb, n))
+    lam_out = np.empty((nb, n))
+    ACC = np.empty((nb, NQUAD, n))
+    NU = np.empty((nb, NQUAD, n))
+    Gg = np.zeros((nb + 1, n))  # one spare row: see _gemm_rows
+    Rg = np.zeros((nb + 1, n))
+    kk = np.full(nb, T - 1, dtype=np.int64)
+    act = np.empty(nb, dtype=np.int64)
+    pp = np.empty(nb, dtype=np.int64)
+    status = np.zeros(nb, dtype=np.int64)
+    steps = np.zeros(nb, dtype=np.int64)
+    live = run.copy()
+    q = 0
+    Q = Gq.shape[0]
+    j = 0
+    while True:
+        na = 0
+        for b in range(nb):
+            if not live[b] or j >= n_st[b]:
+                continue
+            p = n_st[b] - 1 - j
+            while kk[b] >= 0 and dt[b, p + 1] == t_obs[kk[b]]:  # the forward pass lands on each t_k exactly
+                lam[b] += DL[b, kk[b]]
+                kk[b] -= 1
+            step_adjoint_start(lam[b], ACC[b], lam_out[b])
+            act[na] = b
+            pp[na] = p
+            na += 1
+        if na == 0:
+            break
+        for s in range(NQUAD - 1, -1, -1):
+            for r in range(na):
+                b = act[r]
+                p = pp[r]
+                stage_nu(alpha, dt[b, p + 1] - dt[b, p], s, lam[b], ACC[b], dx[b, p], dc[b, p], dz[b, p], NU[b],
+                         Gg[r], galpha, gd)
+            m = _gemm_rows(na)
+            np.dot(Gg[:m], W, Rg[:m])  # rows g^T W = (W^T g)^T
+            for r in range(na):
+                b = act[r]
+                p = pp[r]
+                stage_mu(d, s, Rg[r], NU[b], ACC[b], lam_out[b])
+                xs = dx[b, p] if s == 0 else dc[b, p, s - 1]
+                if Q == 0:
+                    for i in range(n):
+                        gi = Gg[r, i]
+                        for jj in range(n):
+                            gW[i, jj] += gi * xs[jj]
+                else:
+                    if q == Q:
+                        q = flush_dw(gW, Gq, Xq, q)
+                    Gq[q] = Gg[r]
+                    Xq[q] = xs
+                    q += 1
+        for r in range(na):
+            b = act[r]
+            steps[b] += 1
+            lam[b] = lam_out[b]
+            for i in range(n):
+                if not np.isfinite(lam_out[b, i]):
+                    status[b] = st.NONFINITE
+                    live[b] = False
+        j += 1
+    flush_dw(gW, Gq, Xq, q)
+    return status, steps, np.zeros(nb, dtype=np.int64), NQUAD * steps, NQUAD * steps
+
+
 @driver
 def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                       max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block):
+                       max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block, adjoint_kind):
     """loss_grad_batch with the conditions of each chunk stepped in lockstep blocks of at most `block` (same inputs
     and outputs; the chunks run in parallel, each with its own accumulators, the blocks of a chunk one after the
     other, so at most threads x block conditions hold a dense store at a time)."""
@@ -356,20 +457,21 @@ def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, ar
             b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
             _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
                              max_steps, beta, dense_init, max_dense_steps, b_lo, b_hi, loss_c, xobs, status, stats,
-                             gW[ch], galpha[ch], gd[ch], Gq, Xq)
+                             gW[ch], galpha[ch], gd[ch], Gq, Xq, adjoint_kind)
     return loss_c, gW, galpha, gd, xobs, status, stats
 
 
 @kernel
 def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps,
                      beta, dense_init, max_dense_steps, c_lo, c_hi, loss_c, xobs, status, stats, gW, galpha, gd,
-                     Gq, Xq):
+                     Gq, Xq, adjoint_kind):
     """Forward, loss and backward of the conditions c_lo..c_hi-1 as one lockstep block."""
     T = t_obs.shape[0]
     n = U.shape[1]
     nb = c_hi - c_lo
+    discrete = adjoint_kind == ADJOINT_DISCRETE
     res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
-                        xobs[c_lo:c_hi], True, dense_init, max_dense_steps)
+                        xobs[c_lo:c_hi], STORE_STAGES if discrete else STORE_DENSE, dense_init, max_dense_steps)
     DL = np.zeros((nb, T, n))
     aat = np.empty(nb)
     run = np.zeros(nb, dtype=np.bool_)
@@ -384,8 +486,12 @@ def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, 
         loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, DL[b])
         aat[b] = adjoint_atol(DL[b], artol, aatol)
         run[b] = True
-    bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
-                          res[9], res[4], run, gW, galpha, gd, Gq, Xq)
+    if discrete:
+        bres = discrete_backward_block(W, alpha, d, t_obs, DL, res[6], res[7], res[8], res[9], res[4], run, gW,
+                                       galpha, gd, Gq, Xq)
+    else:
+        bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
+                              res[9], res[4], run, gW, galpha, gd, Gq, Xq)
     for b in range(nb):
         c = c_lo + b
         if run[b]:
@@ -413,7 +519,7 @@ def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n
             b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
             b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
             res = forward_block(WT, alpha, d, U[b_lo:b_hi], t_obs, rtol, atol, h_init, max_steps, beta,
-                                xobs[b_lo:b_hi], False, 0, 0)
+                                xobs[b_lo:b_hi], STORE_NONE, 0, 0)
             for b in range(b_hi - b_lo):
                 status[b_lo + b] = res[0][b]
                 stats[b_lo + b, 0] = res[1][b]
