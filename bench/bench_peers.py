@@ -22,7 +22,10 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OURS = "cellbox_nb"
+OURS = "cellbox_nb"  # the default (interpolating) adjoint; ratios peer / ours are against it
+OURS_DISCRETE = "cellbox_nb_discrete"  # loss_and_grad(adjoint="discrete"), timed in the same rounds
+OURS_ADJOINT = {OURS: "interpolating", OURS_DISCRETE: "discrete"}
+OURS_LABEL = {OURS: "continuous adjoint (interpolating)", OURS_DISCRETE: "discrete adjoint of the accepted steps"}
 
 # variant -> engine, gradient method, how the M conditions are solved
 VARIANTS = {
@@ -67,6 +70,10 @@ def parse_args(argv):
                          "before each timed call, so every timed call finds its threads awake (with 2 threads an "
                          "idle gap of 50 ms made a 2 ms cellbox-nb call take 6.6 ms here: the second thread had "
                          "gone to sleep; the interleaved peers' calls are such gaps); 0 turns it off")
+    ap.add_argument("--no-discrete", dest="discrete", action="store_false",
+                    help="do not also time cellbox-nb with adjoint='discrete' (by default both of cellbox-nb's "
+                         "adjoints are timed in the same rounds; ratios peer / ours are against the default, "
+                         "interpolating, and the tables give them against the discrete one too)")
     ap.add_argument("--out", default=None, help="also write the JSON lines to this file (overwritten)")
     ap.add_argument("--markdown", default=None, help="also write the summary tables to this file")
     ap.add_argument("--rtol", type=float, default=1e-6)
@@ -439,8 +446,12 @@ def bench_size(n, M, T, args, threads, base):
     W, alpha, U, t, Y = p["W"], p["alpha"], p["U"], p["t"], p["Y"]
     size = {"n": n, "M": M, "T": T}
 
-    def ours(rtol=args.rtol, atol=args.atol):
-        return loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=args.loss, rtol=rtol, atol=atol, full_output=True)
+    def ours(rtol=args.rtol, atol=args.atol, adjoint="interpolating"):
+        return loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=args.loss, rtol=rtol, atol=atol, full_output=True,
+                             adjoint=adjoint)
+
+    def ours_discrete():
+        return ours(adjoint="discrete")
 
     records = []
     with tempfile.TemporaryDirectory(prefix="cellbox_peers_") as tmp:
@@ -461,6 +472,7 @@ def bench_size(n, M, T, args, threads, base):
         # cellbox-nb: first call in this process (at the first size this includes loading or compiling the
         # kernels), then the reference at a tight tolerance
         first_ours, (loss_o, g_o, info_o) = common.timed(ours)
+        first_od, (loss_od, g_od, info_od) = common.timed(ours_discrete) if args.discrete else (None, (None,) * 3)
         ref = None
         if args.ref_rtol > 0:
             common.log(f"[peers] n={n}: reference gradient at rtol {args.ref_rtol:g}")
@@ -483,6 +495,7 @@ def bench_size(n, M, T, args, threads, base):
 
         # timed calls, interleaved: each round runs cellbox-nb once, then every peer still being timed once
         t_o, c_o = [], []
+        t_od, c_od = [], []
         while True:
             active = [v for v in workers if not state[v]["skipped"] and state[v]["note"] is None
                       and wants_more(state[v]["times"], args)]
@@ -494,6 +507,13 @@ def bench_size(n, M, T, args, threads, base):
             dt, _ = common.timed(ours)
             t_o.append(dt)
             c_o.append(time.process_time() - c0)
+            if args.discrete:
+                if first_od < args.warm_below:
+                    ours_discrete()
+                c0 = time.process_time()
+                dt, _ = common.timed(ours_discrete)
+                t_od.append(dt)
+                c_od.append(time.process_time() - c0)
             for v in active:
                 s = state[v]
                 try:
@@ -519,27 +539,38 @@ def bench_size(n, M, T, args, threads, base):
 
         load_end = common.loadavg()
         ours_t = timing_fields(t_o, c_o)
-        st = info_o["stats"]
         common_fields = {"threads": threads, "warm_below_s": args.warm_below, "rtol": args.rtol, "atol": args.atol,
                          "loss_kind": args.loss,
                          "mask_frac": args.mask_frac, "seed": args.seed, "grad_tol": args.grad_tol,
                          "loadavg_start": load_start,
                          "loadavg_end": load_end, "machine": base["machine"],
                          "thread_settings": base["thread_settings"]}
-        rec_o = {"bench": "peers", "engine": "cellbox_nb", "variant": OURS, "method": "Tsit5 (Numba)",
-                 "adjoint": "continuous adjoint (interpolating)", "layout": "per condition", **size,
-                 "first_call_s": first_ours, **ours_t, "compile_s": first_ours - ours_t["median_s"],
-                 "ratio_vs_ours": 1.0, "ratio_min_vs_ours": 1.0, "loss": float(loss_o),
-                 "loss_rel_diff_vs_ours": 0.0, "grad_rel_diff_vs_ours": None,
-                 "steps": {"accepted_steps": float(st[:, 0].mean()), "rejected_steps": float(st[:, 1].mean()),
-                           "fev_fwd": float(st[:, 2].mean()), "bwd_accepted_steps": float(st[:, 3].mean()),
-                           "bwd_fev": float(st[:, 5].mean()), "per": "condition (mean)"},
-                 "skipped": None, "note": None, "versions": base["versions"], **common_fields}
-        if ref is not None:
-            rec_o.update(ref_rtol=args.ref_rtol, ref_atol=args.ref_atol, ref_s=ref["s"],
-                         loss_rel_diff_vs_ref=rel(float(loss_o), float(ref["loss"])),
-                         grad_rel_diff_vs_ref=rel_diffs(g_o, ref["grads"]))
-        records.append(rec_o)
+        ours_runs = [(OURS, first_ours, loss_o, g_o, info_o, ours_t)]
+        if args.discrete:
+            od_t = timing_fields(t_od, c_od)
+            ours_runs.append((OURS_DISCRETE, first_od, loss_od, g_od, info_od, od_t))
+        for name, first, loss_x, g_x, info_x, tf in ours_runs:
+            st = info_x["stats"]
+            rec_x = {"bench": "peers", "engine": "cellbox_nb", "variant": name, "method": "Tsit5 (Numba)",
+                     "adjoint": OURS_LABEL[name], "adjoint_option": OURS_ADJOINT[name], "layout": "per condition",
+                     **size, "first_call_s": first, **tf, "compile_s": first - tf["median_s"],
+                     "ratio_vs_ours": tf["median_s"] / ours_t["median_s"],
+                     "ratio_min_vs_ours": tf["min_s"] / ours_t["min_s"], "loss": float(loss_x),
+                     "loss_rel_diff_vs_ours": rel(float(loss_x), float(loss_o)),
+                     "grad_rel_diff_vs_ours": None if name == OURS else rel_diffs(g_x, g_o),
+                     "steps": {"accepted_steps": float(st[:, 0].mean()), "rejected_steps": float(st[:, 1].mean()),
+                               "fev_fwd": float(st[:, 2].mean()), "bwd_accepted_steps": float(st[:, 3].mean()),
+                               "bwd_fev": float(st[:, 5].mean()), "per": "condition (mean)"},
+                     "skipped": None, "note": None, "versions": base["versions"], **common_fields}
+            if name != OURS:
+                rec_x["grad_ok"] = all(d["l2"] <= args.grad_tol for d in rec_x["grad_rel_diff_vs_ours"].values())
+            if ref is not None:
+                rec_x.update(ref_rtol=args.ref_rtol, ref_atol=args.ref_atol, ref_s=ref["s"],
+                             loss_rel_diff_vs_ref=rel(float(loss_x), float(ref["loss"])),
+                             grad_rel_diff_vs_ref=rel_diffs(g_x, ref["grads"]))
+            records.append(rec_x)
+        rec_o = records[-len(ours_runs)]
+        od_median = ours_runs[1][5]["median_s"] if args.discrete else None
 
         for v, s in state.items():
             meta = VARIANTS[v]
@@ -551,6 +582,7 @@ def bench_size(n, M, T, args, threads, base):
             rec["compile_s"] = (rec["first_call_s"] - rec["median_s"]) if s["first"] and s["times"] else None
             rec["ratio_vs_ours"] = rec["median_s"] / ours_t["median_s"] if s["times"] else None
             rec["ratio_min_vs_ours"] = rec["min_s"] / ours_t["min_s"] if s["times"] else None
+            rec["ratio_vs_ours_discrete"] = rec["median_s"] / od_median if s["times"] and od_median else None
             rec.update(loss=None, loss_rel_diff_vs_ours=None, grad_rel_diff_vs_ours=None, grad_ok=None, steps=None)
             if s["first"]:
                 g = dict(np.load(s["first"]["grad_file"]))
@@ -575,27 +607,35 @@ def fmt(x, spec=".3g"):
 
 
 def summary(records, args):
-    variants = [OURS] + args.variant_list
     sizes = []
     for r in records:
         if (r["n"], r["M"], r["T"]) not in sizes:
             sizes.append((r["n"], r["M"], r["T"]))
     by = {(r["n"], r["variant"]): r for r in records}
-    lines = [f"Time ratios peer / cellbox-nb (median loss + gradient wall time; rtol {args.rtol:g}, atol "
-             f"{args.atol:g}, {args.loss.upper()}, float64, {records[0]['threads']} thread(s)):", "",
-             "| (n, M, T) | cellbox-nb median (s) | " + " | ".join(variants[1:]) + " |",
-             "|---|---:|" + "---:|" * (len(variants) - 1)]
-    for n, M, T in sizes:
-        cells = []
-        for v in variants[1:]:
-            r = by.get((n, v))
-            if r is None:
-                cells.append("—")
-            elif r["ratio_vs_ours"] is None:
-                cells.append("skipped")
-            else:
-                cells.append(f"{r['ratio_vs_ours']:.3g}")
-        lines.append(f"| {n}, {M}, {T} | {fmt(by[(n, OURS)]['median_s'])} | " + " | ".join(cells) + " |")
+    discrete = any(r["variant"] == OURS_DISCRETE for r in records)
+    variants = [OURS] + ([OURS_DISCRETE] if discrete else []) + args.variant_list
+    lines = []
+    for mine, key, label in ((OURS, "ratio_vs_ours", "default, interpolating adjoint"),
+                             (OURS_DISCRETE, "ratio_vs_ours_discrete", "adjoint='discrete'")):
+        if mine == OURS_DISCRETE and not discrete:
+            continue
+        lines += [f"Time ratios peer / cellbox-nb {label} (median loss + gradient wall time; rtol {args.rtol:g}, "
+                  f"atol {args.atol:g}, {args.loss.upper()}, float64, {records[0]['threads']} thread(s)):", "",
+                  "| (n, M, T) | cellbox-nb median (s) | " + " | ".join(args.variant_list) + " |",
+                  "|---|---:|" + "---:|" * len(args.variant_list)]
+        for n, M, T in sizes:
+            cells = []
+            for v in args.variant_list:
+                r = by.get((n, v))
+                if r is None:
+                    cells.append("—")
+                elif r.get(key) is None:
+                    cells.append("skipped")
+                else:
+                    cells.append(f"{r[key]:.3g}")
+            lines.append(f"| {n}, {M}, {T} | {fmt(by[(n, mine)]['median_s'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.pop()
     ref = (f"against cellbox-nb at rtol {args.ref_rtol:g}, atol {args.ref_atol:g}" if args.ref_rtol > 0
            else "not computed (--ref-rtol 0)")
     lines += ["", f"Per variant (rel diff: relative L2 difference from cellbox-nb; vs ref: {ref}; agree: W, alpha "

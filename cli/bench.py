@@ -39,6 +39,8 @@ def _header():
               help="Arithmetic precision; float32 on the cuda backend only.")
 @click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True)
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True)
+@click.option("--adjoint", type=click.Choice(["interpolating", "discrete"]), default="interpolating",
+              show_default=True, help="loss_and_grad's adjoint (discrete: cpu backend only).")
 @seed_option
 @click.option("--floor", "with_floor", is_flag=True,
               help="First measure this machine's floor rates: float64 GEMM, tanh, memory copy (a few seconds).")
@@ -46,7 +48,8 @@ def _header():
               help="Print JSON lines on stdout, one per size (and one for --floor), instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 @run_command
-def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, seed, with_floor, as_json, quiet):
+def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, adjoint, seed, with_floor, as_json,
+          quiet):
     """Time the forward solve and loss+gradient on the standard benchmark grid.
 
     Problems: seeded random networks (3 in-edges per node, spectral radius 0.9), M conditions perturbing 1-2
@@ -62,6 +65,8 @@ def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, 
     grid = bm.parse_sizes(sizes) if sizes is not None else list(bm.GRID)
     if precision == "float32" and backend != "cuda":
         raise ConfigError("--precision float32 needs --backend cuda")
+    if adjoint == "discrete" and backend != "cpu":
+        raise ConfigError("--adjoint discrete is available on the cpu backend only")
     bm.set_threads(threads)
     device = None
     if backend == "cuda":
@@ -80,7 +85,7 @@ def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, 
         _emit(rec | {"threads": bm.threads()} | head, as_json, _floor_lines)
     for k, (n, M, T) in enumerate(grid):
         rec = bm.bench_size(n, M, T, backend=backend, precision=precision, rtol=rtol, atol=atol, seed=seed,
-                            repeats=repeats, time_budget=time_budget, log=log)
+                            repeats=repeats, time_budget=time_budget, log=log, adjoint=adjoint)
         rec["device"] = device
         _emit(rec | head, as_json, (lambda r: _table_lines(r, not with_floor)) if k == 0 else _row_lines)
 
@@ -111,7 +116,7 @@ def _table_lines(rec, machine_line=True):
     if machine_line:
         yield _machine_line(rec)
     yield (f"# {where}, {rec['precision']}, {rec['threads']} threads ({rec['threading_layer']}), rtol {rec['rtol']:g}, "
-           f"atol {rec['atol']:g}, seed {rec['seed']}; medians of interleaved repeats; steps per condition")
+           f"atol {rec['atol']:g}, {rec['adjoint']} adjoint, seed {rec['seed']}; medians of interleaved repeats; steps per condition")
     yield "  ".join(h.rjust(w) for (h, _, _), w in zip(_COLS, _WIDTHS))
     yield from _row_lines(rec)
 

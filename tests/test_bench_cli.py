@@ -21,7 +21,7 @@ from test_cli_data import assert_one_error_line  # tests/ is on sys.path (confte
 
 BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
 
-SIZE_KEYS = {"kind", "n", "M", "T", "backend", "precision", "rtol", "atol", "seed", "loss_kind", "threads",
+SIZE_KEYS = {"kind", "n", "M", "T", "backend", "precision", "adjoint", "rtol", "atol", "seed", "loss_kind", "threads",
              "threading_layer", "repeats", "problem_s", "solve_first_s", "grad_first_s", "kernels_compiled",
              "kernels_loaded", "solve_s", "solve_min_s", "solve_max_s", "grad_s", "grad_min_s", "grad_max_s", "ratio",
              "steps_per_cond", "rejected_per_cond", "fev_per_cond", "bwd_steps_per_cond", "bwd_rejected_per_cond",

@@ -77,6 +77,10 @@ SCHEMA = {
     "backend": ("cpu", ("cpu", "cuda"), "compute backend of the solver and gradient"),
     "rtol": (1e-6, "float+", "solver relative tolerance during training"),
     "atol": (1e-8, "float+", "solver absolute tolerance during training"),
+    "adjoint": ("interpolating", ("interpolating", "discrete"),
+                "gradient: the continuous adjoint with its own adaptive steps (interpolating), or the exact adjoint "
+                "of the forward pass's steps (discrete: the gradient of the computed loss, about half the cost; cpu "
+                "backend only)"),
     "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),
     "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often"),
     "checkpoint_every": (0, "int0", "also checkpoint every this many epochs (0 = time-based only)"),
@@ -171,6 +175,8 @@ def resolve(*layers):
             cfg[key] = _coerce(key, value)
     if cfg["val_frac"] + cfg["test_frac"] >= 1:
         raise ConfigError("config keys 'val_frac' + 'test_frac' must leave conditions for training (sum < 1)")
+    if cfg["adjoint"] == "discrete" and cfg["backend"] == "cuda":
+        raise ConfigError("config key 'adjoint': 'discrete' is available on the cpu backend only")
     return cfg
 
 

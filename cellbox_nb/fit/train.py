@@ -215,7 +215,7 @@ class Trainer:
         try:
             L, g = self._loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
                                        rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask,
-                                       backend=cfg["backend"])
+                                       backend=cfg["backend"], adjoint=cfg["adjoint"])
         except SolveError:
             return math.nan, None
         keys = self._free_keys()
