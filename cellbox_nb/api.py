@@ -273,7 +273,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
-    # floats per component and step: x, 4 + 5 coefficients (interpolating) or 6 stage arguments and 6 tanh
+    # floats per component and step: x, 4 + 5 coefficients (interpolating) or x and tanh at the 6 stages
     per_step = STAGE_STORE_FLOATS if discrete else 2 * NPOLY + 2
     max_dense_steps = max(1, int(max_dense_bytes // (8 * per_step * n + 16)))
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)

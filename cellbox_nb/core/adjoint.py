@@ -384,7 +384,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
         store = STORE_STAGES if discrete else STORE_DENSE
         dt = np.empty(dense_init + 1)
         dx = np.empty((dense_init, n))
-        dc = np.empty((dense_init, NQUAD - 1 if discrete else NPOLY, n))
+        dc = np.empty((dense_init, 0 if discrete else NPOLY, n))
         dz = np.empty((dense_init, NQUAD if discrete else NPOLY + 1, n))
         dl = np.empty((T, n))
         Gq = np.empty((defer_rows, n))
@@ -404,8 +404,8 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
                 continue
             loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
             if discrete:
-                bres = discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dc, dz, res[4], gW[ch], galpha[ch],
-                                             gd[ch], Gq, Xq)
+                bres = discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, res[4], gW[ch], galpha[ch], gd[ch],
+                                             Gq, Xq)
             else:
                 bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
                                     max_steps, beta, dt, dx, dc, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)

@@ -1,7 +1,8 @@
 """Backward pass, discrete variant: the exact adjoint of the accepted Tsit5 steps (``adjoint="discrete"``).
 
-The forward pass keeps, for every accepted step p (size h, from x_p), the stage arguments X_1..X_6 and
-th_s = tanh(W X_s - u) (forward.STORE_STAGES).  The step is the map
+The forward pass keeps, for every accepted step p (size h, from x_p), x_p and th_s = tanh(W X_s - u) at its six
+stages (forward.STORE_STAGES, 7n numbers a step); the stage arguments X_s follow from them without a product
+(:func:`stage_args`).  The step is the map
 
     k_s = f(X_s),   X_s = x_p + h sum_{j<s} A[s, j] k_j,   x_{p+1} = x_p + h sum_s B[s] k_s     (s = 1..6; B[7] = 0)
 
@@ -26,11 +27,25 @@ import numpy as np
 
 from .._jit import kernel, leaf
 from . import status as st
-from .forward import NQUAD
+from .forward import NQUAD, stage_state
 from .rhs import rmatvec
 from .tableau import A, B
 
-STAGE_STORE_FLOATS = 2 * NQUAD  # per component and accepted step: X_1..X_6 and tanh at them (plus one time)
+STAGE_STORE_FLOATS = 1 + NQUAD  # per component and accepted step: x_p and tanh at the six stages (plus one time)
+
+
+@leaf
+def stage_args(alpha, d, h, X1, TH, XR, KS):
+    """The stage arguments X_2..X_6 of a stored step into XR (5, n), from X_1 = x_p (X1) and tanh at the stages
+    (TH (6, n)): k_s = alpha * th_s - d * X_s (KS (6, n)) and X_s = x_p + h sum_{j<s} A[s, j] k_j, with the
+    forward pass's operations in its order (forward.stage_state, rhs.rhs_z_th), so the values are its own."""
+    n = X1.shape[0]
+    for i in range(n):
+        KS[0, i] = alpha[i] * TH[0, i] - d[i] * X1[i]
+    for s in range(1, NQUAD):
+        stage_state(X1, KS, h, s, XR[s - 1])
+        for i in range(n):
+            KS[s, i] = alpha[i] * TH[s, i] - d[i] * XR[s - 1, i]
 
 
 @leaf
@@ -64,7 +79,7 @@ def stage_mu(d, s, r, NU, ACC, lam_out):
 
 @leaf
 def step_adjoint_start(lam, ACC, lam_out):
-    """Before a step's stages: ACC = 0, lam_out = lam."""
+    """Before a step's stages: ACC = 0, lam_out = lam (the caller also rebuilds the stage arguments)."""
     for s in range(NQUAD):
         for i in range(lam.shape[0]):
             ACC[s, i] = 0.0
@@ -116,8 +131,8 @@ def buffer_dw(GS, X1, XR, Gq, Xq, q):
 
 
 @kernel
-def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dc, dz, n_st, gW, galpha, gd, Gq, Xq):
-    """Adjoint of one condition's accepted steps (STORE_STAGES store dt, dx, dc, dz, n_st of them), adding its
+def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, n_st, gW, galpha, gd, Gq, Xq):
+    """Adjoint of one condition's accepted steps (STORE_STAGES store dt, dx, dz, n_st of them), adding its
     parameter gradients to gW, galpha, gd.  dl (T, n): dl/dx(t_k).  Gq, Xq (Q, n): with Q >= 6 the dL/dW terms are
     buffered and added by matrix products (large n), with Q = 0 directly.  Returns status, accepted steps, rejected
     (0), products W^T g, dL/dW terms (as backward_one)."""
@@ -125,6 +140,8 @@ def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dc, dz, n_st, gW, galp
     T = t_obs.shape[0]
     lam = np.zeros(n)
     lam_out = np.empty(n)
+    XR = np.empty((NQUAD - 1, n))
+    KS = np.empty((NQUAD, n))
     ACC = np.empty((NQUAD, n))
     NU = np.empty((NQUAD, n))
     GS = np.empty((NQUAD, n))
@@ -136,14 +153,16 @@ def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dc, dz, n_st, gW, galp
             for i in range(n):
                 lam[i] += dl[k, i]
             k -= 1
-        step_adjoint(W, alpha, d, dt[p + 1] - dt[p], lam, dx[p], dc[p], dz[p], ACC, NU, GS, r, lam_out, galpha, gd)
+        h = dt[p + 1] - dt[p]
+        stage_args(alpha, d, h, dx[p], dz[p], XR, KS)
+        step_adjoint(W, alpha, d, h, lam, dx[p], XR, dz[p], ACC, NU, GS, r, lam_out, galpha, gd)
         if Gq.shape[0] == 0:
-            add_dw_direct(GS, dx[p], dc[p], gW)
+            add_dw_direct(GS, dx[p], XR, gW)
         else:
             if q + NQUAD > Gq.shape[0]:
                 gW += np.dot(Gq[:q].T, Xq[:q])
                 q = 0
-            q = buffer_dw(GS, dx[p], dc[p], Gq, Xq, q)
+            q = buffer_dw(GS, dx[p], XR, Gq, Xq, q)
         finite = True
         for i in range(n):
             lam[i] = lam_out[i]

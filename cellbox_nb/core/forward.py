@@ -6,7 +6,8 @@ asked, every accepted step is stored for the adjoint: its start time, its start 
 (tableau.R) as a polynomial in theta, x(t_p + theta h) = x_p + theta (c_1 + theta (c_2 + theta (c_3 + theta c_4))),
 c_j = h sum_i R[i, j] k_i, and the same for z = W x - u (coefficients h sum_i R[i, j] W k_i, the W k_i recovered from
 the stage arguments without a product), so that reading x and z back costs 8 multiply-adds per component.
-For the discrete adjoint it keeps instead each accepted step's stage arguments and tanh there (STORE_STAGES).
+For the discrete adjoint it keeps instead each accepted step's start and tanh at its stages (STORE_STAGES), from
+which the stage arguments are recomputed exactly.
 """
 
 import numpy as np
@@ -26,8 +27,8 @@ NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0): the ones the step's res
 # what forward_one keeps of each accepted step
 STORE_NONE = 0
 STORE_DENSE = 1  # the dense output of x and z (interpolating adjoint): dx (S, n), dc (S, 4, n), dz (S, 5, n)
-STORE_STAGES = 2  # the stage arguments X_1..X_6 and tanh there (discrete adjoint): dx (S, n) = X_1 = x_p,
-#                   dc (S, 5, n) = X_2..X_6, dz (S, 6, n) = tanh(W X_s - u), s = 1..6
+STORE_STAGES = 2  # x_p and tanh at the stages (discrete adjoint): dx (S, n) = x_p, dz (S, 6, n) = tanh(W X_s - u),
+#                   s = 1..6, dc (S, 0, n) unused; see store_stages
 
 
 @leaf
@@ -44,26 +45,24 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
 
 
 @leaf
-def tsit5_step_rec(WT, alpha, d, u, x, h, K, XS, Zb, TH, err):
-    """:func:`tsit5_step` that also keeps each stage's argument in XS[s] and tanh(Zb[s]) in TH[s] (XS, TH (7, n));
-    the new state is XS[6].  Row 0 (x and its tanh) is the caller's: TH[0] carries over from the last step (FSAL)."""
+def tsit5_step_th(WT, alpha, d, u, x, h, K, xs, Zb, TH, err):
+    """:func:`tsit5_step` that also keeps tanh(Zb[s]) in TH[s] (TH (7, n)).  Row 0 is the caller's: TH[0] carries
+    over from the last step (FSAL)."""
     for s in range(1, NSTAGE):
-        stage_state(x, K, h, s, XS[s])
-        matvec_minus(WT, XS[s], u, Zb[s])
-        rhs_z_th(alpha, d, Zb[s], XS[s], K[s], TH[s])
+        stage_state(x, K, h, s, xs)
+        matvec_minus(WT, xs, u, Zb[s])
+        rhs_z_th(alpha, d, Zb[s], xs, K[s], TH[s])
     error_estimate(K, h, err)
 
 
 @leaf
-def store_stages(x, XS, TH, p, dx, dc, dz):
-    """Keep accepted step p for the discrete adjoint: its stage arguments (x = X_1 in dx[p], X_2..X_6 in dc[p]) and
-    tanh(z) at stages 1..6 in dz[p] (STORE_STAGES layout)."""
+def store_stages(x, TH, p, dx, dz):
+    """Keep accepted step p for the discrete adjoint: its start x_p in dx[p] and tanh(z) at stages 1..6 in dz[p]
+    (STORE_STAGES layout, 7n numbers).  That determines the step: k_s = alpha * th_s - d * X_s and
+    X_s = x_p + h sum_{j<s} A[s, j] k_j, recomputed by discrete.stage_args with the same operations."""
     n = x.shape[0]
     for i in range(n):
         dx[p, i] = x[i]
-    for s in range(1, NQUAD):
-        for i in range(n):
-            dc[p, s - 1, i] = XS[s, i]
     for s in range(NQUAD):
         for i in range(n):
             dz[p, s, i] = TH[s, i]
@@ -223,8 +222,8 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         (step p spans [dt[p], dt[p+1]]).  STORE_NONE: nothing.  STORE_DENSE (or True): the dense trajectory; step p
         starts at x = dx[p], and x(dt[p] + theta h) = dx[p] + theta (dc[p, 0] + theta (dc[p, 1] + theta (dc[p, 2] +
         theta dc[p, 3]))); dz[p] (5, n) holds z = W x - u at its start and z's coefficients likewise, so that z(t)
-        interpolates like x (no product), see :func:`dense_eval_xz`.  STORE_STAGES: dc (S, 5, n) and dz (S, 6, n)
-        instead, see :func:`store_stages`.
+        interpolates like x (no product), see :func:`dense_eval_xz`.  STORE_STAGES: dx and dz (S, 6, n) as
+        :func:`store_stages` says (dc (S, 0, n)).
 
     Returns
     -------
@@ -234,8 +233,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     T = t_obs.shape[0]
     x = np.zeros(n)
     K = np.empty((NSTAGE, n))
-    XS = np.empty((NSTAGE, n))
-    xs = XS[NSTAGE - 1]  # the new state (the last stage's argument, FSAL)
+    xs = np.empty(n)
     Zb = np.empty((NSTAGE, n))
     err = np.empty(n)
     dense = store == STORE_DENSE
@@ -273,7 +271,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         hit = t + h >= t_target
         h_step = t_target - t if hit else h
         if stages:
-            tsit5_step_rec(WT, alpha, d, u, x, h_step, K, XS, Zb, TH, err)
+            tsit5_step_th(WT, alpha, d, u, x, h_step, K, xs, Zb, TH, err)
         else:
             tsit5_step(WT, alpha, d, u, x, h_step, K, xs, Zb, err)
         nfev += NSTAGE - 1
@@ -295,7 +293,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
             if dense:
                 store_step(x, K, Zb, h_step, n_st, dt, dx, dc, dz, WK)
             else:
-                store_stages(x, XS, TH, n_st, dx, dc, dz)
+                store_stages(x, TH, n_st, dx, dz)
                 TH[0] = TH[NSTAGE - 1]
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1

@@ -21,7 +21,7 @@ from . import status as st
 from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol,
                       finish_integrals, flush_dw, fsal_rows, grad_outputs, observation_loss)
 from .controller import rms_error_norm, step_factor, step_limit
-from .discrete import stage_mu, stage_nu, step_adjoint_start
+from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
 from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xz, error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
 from .rhs import adjoint_g, adjoint_rhs_z, rhs_z, rhs_z_th
@@ -92,12 +92,12 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         cap = 0
     dt = np.zeros((nb, cap + 1))
     dx = np.empty((nb, cap, n))
-    dc = np.empty((nb, cap, NQUAD - 1 if stages else NPOLY, n))
+    dc = np.empty((nb, cap, 0 if stages else NPOLY, n))
     dz = np.empty((nb, cap, NQUAD if stages else NPOLY + 1, n))
     WK = np.empty((nb, 2, NSTAGE, n)) if dense else np.empty((nb, 2, NSTAGE, 0))
-    # STORE_STAGES: the stages' arguments and tanh go straight into the store slot of the step (a rejected step's
-    # are overwritten by the retry); tanh at x_p (stage 1, FSAL) is the last step's stage 7, kept in TH1 until the
-    # step is accepted, and the current step's stage 7 in TH7
+    # STORE_STAGES: tanh at the stages goes straight into the store slot of the step (a rejected step's is
+    # overwritten by the retry); tanh at x_p (stage 1, FSAL) is the last step's stage 7, kept in TH1 until the step
+    # is accepted, and the current step's stage 7 in TH7
     TH1 = np.empty((nb, n)) if stages else np.empty((nb, 0))
     TH7 = np.empty((nb, n)) if stages else np.empty((nb, 0))
     xobs[:] = np.nan
@@ -150,7 +150,6 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                     p = n_st[b]
                     if s < NQUAD:
                         rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], dz[b, p, s])
-                        dc[b, p, s - 1] = Xg[r]
                     else:
                         rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
                 else:
@@ -362,7 +361,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
 
 
 @kernel
-def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dc, dz, n_st, run, gW, galpha, gd, Gq, Xq):
+def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dz, n_st, run, gW, galpha, gd, Gq, Xq):
     """discrete.discrete_backward_one for the conditions of a block with run[b] True, in lockstep: in iteration j
     each condition b takes the adjoint of its step n_st[b] - 1 - j, and the products W^T g of one stage are one
     matrix product over the block.  Store as forward_block's with STORE_STAGES; DL (nb, T, n) jumps.  The dL/dW
@@ -371,6 +370,8 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dc, dz, n_st, run, g
     nb, T, n = DL.shape
     lam = np.zeros((nb, n))
     lam_out = np.empty((nb, n))
+    XR = np.empty((nb, NQUAD - 1, n))  # stage arguments X_2..X_6 of each condition's current step
+    KS = np.empty((NQUAD, n))
     ACC = np.empty((nb, NQUAD, n))
     NU = np.empty((nb, NQUAD, n))
     Gg = np.zeros((nb + 1, n))  # one spare row: see _gemm_rows
@@ -394,6 +395,7 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dc, dz, n_st, run, g
                 lam[b] += DL[b, kk[b]]
                 kk[b] -= 1
             step_adjoint_start(lam[b], ACC[b], lam_out[b])
+            stage_args(alpha, d, dt[b, p + 1] - dt[b, p], dx[b, p], dz[b, p], XR[b], KS)
             act[na] = b
             pp[na] = p
             na += 1
@@ -403,7 +405,7 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dc, dz, n_st, run, g
             for r in range(na):
                 b = act[r]
                 p = pp[r]
-                stage_nu(alpha, dt[b, p + 1] - dt[b, p], s, lam[b], ACC[b], dx[b, p], dc[b, p], dz[b, p], NU[b],
+                stage_nu(alpha, dt[b, p + 1] - dt[b, p], s, lam[b], ACC[b], dx[b, p], XR[b], dz[b, p], NU[b],
                          Gg[r], galpha, gd)
             m = _gemm_rows(na)
             np.dot(Gg[:m], W, Rg[:m])  # rows g^T W = (W^T g)^T
@@ -411,7 +413,7 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dc, dz, n_st, run, g
                 b = act[r]
                 p = pp[r]
                 stage_mu(d, s, Rg[r], NU[b], ACC[b], lam_out[b])
-                xs = dx[b, p] if s == 0 else dc[b, p, s - 1]
+                xs = dx[b, p] if s == 0 else XR[b, s - 1]
                 if Q == 0:
                     for i in range(n):
                         gi = Gg[r, i]
@@ -487,8 +489,8 @@ def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, 
         aat[b] = adjoint_atol(DL[b], artol, aatol)
         run[b] = True
     if discrete:
-        bres = discrete_backward_block(W, alpha, d, t_obs, DL, res[6], res[7], res[8], res[9], res[4], run, gW,
-                                       galpha, gd, Gq, Xq)
+        bres = discrete_backward_block(W, alpha, d, t_obs, DL, res[6], res[7], res[9], res[4], run, gW, galpha, gd,
+                                       Gq, Xq)
     else:
         bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
                               res[9], res[4], run, gW, galpha, gd, Gq, Xq)
