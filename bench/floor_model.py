@@ -8,6 +8,9 @@ right-hand-side counts do not depend on timing); the work implies
   fewer where it groups them per forward step, n >= 64);
 * tanh evaluations: n per right-hand side, forward and backward;
 
+(with ``--adjoint discrete`` the backward pass's "right-hand sides" are its products W^T g, six per accepted forward
+step, its quadrature terms six per step, and it evaluates no tanh: it reads tanh from the forward pass's store)
+
 and the floor is flops / (measured matrix-product rate) + tanh evaluations x (measured ns per tanh) / cores.  The
 matrix-product rate is numpy's BLAS on all cores for (n, n) @ (n, M), the shape of one stage of all conditions
 (cellbox_nb.floor.gemm); the tanh rate is the engine's own vectorised tanh on one core.  Everything else the solver
@@ -16,7 +19,7 @@ does (stage sums, error norms, dense output, step control) counts as overhead ab
 The measured time is the median of loss+gradient calls in the same run.  Prints JSON lines, one per size, then a
 markdown table on stderr.
 
-    python bench/floor_model.py [--sizes 7,19,99,300,1000] [--threads 2] [--budget 3]
+    python bench/floor_model.py [--sizes 7,19,99,300,1000] [--threads 2] [--budget 3] [--adjoint discrete]
 """
 
 import argparse
@@ -36,6 +39,7 @@ def main():
     ap.add_argument("--sizes", default="7,19,99,300,1000")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of repeats per size (at least 3 calls)")
+    ap.add_argument("--adjoint", choices=("interpolating", "discrete"), default="interpolating")
     args = ap.parse_args()
     apply_threads(args.threads)
     from cellbox_nb import api, floor
@@ -48,14 +52,15 @@ def main():
     rows = []
     for n, M, T in sizes:
         P = make_problem(n, M, T)
-        call = lambda: api.loss_and_grad(P["W"], P["alpha"], P["U"], P["t"], P["Y"], full_output=True)  # noqa
+        call = lambda: api.loss_and_grad(P["W"], P["alpha"], P["U"], P["t"], P["Y"], full_output=True,  # noqa
+                                         adjoint=args.adjoint)
         _, _, info = call()
         s = info["stats"].astype(float)
         fwd_fev, bwd_fev, bwd_acc, quad_terms = s[:, 2].sum(), s[:, 5].sum(), s[:, 3].sum(), s[:, 6].sum()
         flops_fwd = 2.0 * n * n * fwd_fev
         flops_bwd = 2.0 * n * n * bwd_fev
         flops_quad = 2.0 * n * n * quad_terms
-        tanh_evals = n * (fwd_fev + bwd_fev)
+        tanh_evals = n * (fwd_fev + (0.0 if args.adjoint == "discrete" else bwd_fev))
         gemm = floor.gemm([(n, M)], budget_s=0.5)[0]["gflops"]
         flops = flops_fwd + flops_bwd + flops_quad
         floor_s = flops / (gemm * 1e9) + tanh_evals * tanh_ns * 1e-9 / cores
@@ -66,7 +71,7 @@ def main():
             call()
             times.append(time.perf_counter() - t0)
         measured = float(np.median(times))
-        row = {"bench": "floor_model", "n": n, "M": M, "T": T, "fwd_rhs_per_cond": fwd_fev / M,
+        row = {"bench": "floor_model", "adjoint": args.adjoint, "n": n, "M": M, "T": T, "fwd_rhs_per_cond": fwd_fev / M,
                "bwd_rhs_per_cond": bwd_fev / M, "bwd_steps_per_cond": bwd_acc / M,
                "quad_terms_per_cond": quad_terms / M, "gflop": flops / 1e9,
                "gflop_fwd": flops_fwd / 1e9, "gflop_bwd": flops_bwd / 1e9, "gflop_quad": flops_quad / 1e9,
