@@ -3,6 +3,7 @@ Prints one JSON object per case on stdout; progress on stderr.
 
     python bench/train_throughput.py                          # all cases
     python bench/train_throughput.py --cases gsd,skmel133 --epochs 100
+    python bench/train_throughput.py --adjoint discrete       # the same with --set adjoint=discrete
 
 Cases (each a plain ``cellbox-nb train`` command, with ``--set patience=1000000`` so that early stopping cannot end
 the run before ``--epochs``):
@@ -40,7 +41,7 @@ CASES = {
 }
 
 
-def run_case(name, extra, epochs, threads):
+def run_case(name, extra, epochs, threads, adjoint):
     from cellbox_nb.fit.store import read_fit
 
     env = dict(os.environ)
@@ -48,7 +49,7 @@ def run_case(name, extra, epochs, threads):
         env["NUMBA_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix="cellbox_tp_") as tmp:
         out = os.path.join(tmp, "fit.h5")
-        base = [common.console_script(), "train", *extra, *NO_EARLY_STOP]
+        base = [common.console_script(), "train", *extra, *NO_EARLY_STOP, "--set", f"adjoint={adjoint}"]
         args = base + ["--epochs", str(epochs), "--out", out, "--overwrite"]
         common.log(f"[throughput] {name}: warm-up start")
         common.run_to_first_epoch(base + ["--epochs", "2", "--out", out, "--overwrite"], env=env)
@@ -67,6 +68,7 @@ def run_case(name, extra, epochs, threads):
         "case": name, "command": " ".join(["cellbox-nb", *base[1:], "--epochs", str(epochs), "--out", "fit.h5"]),
         "n": int(ds.n), "conditions": int(ds.M), "times": int(ds.T), "train": int(train.size),
         "val": int(val.size), "test": int(test.size), "batch_size": cfg["batch_size"], "loss": cfg["loss"],
+        "adjoint": cfg["adjoint"],
         "epochs": done, "status": m["status"], "first_epoch_s": r["first_epoch_s"], "process_s": r["total_s"],
         "wall_s": wall, "epochs_per_s": done / wall, "s_per_epoch": wall / done,
         "first_epoch_loop_s": float(h["wall_s"][0]),
@@ -82,6 +84,8 @@ def main(argv=None):
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per case (default: per case, 100-300)")
     parser.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS for the runs")
+    parser.add_argument("--adjoint", choices=("interpolating", "discrete"), default="interpolating",
+                        help="the training key adjoint (default: the library's default)")
     args = parser.parse_args(argv)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in names if c not in CASES]
@@ -89,7 +93,7 @@ def main(argv=None):
         raise SystemExit(f"--cases: unknown {', '.join(bad)} (choose from {', '.join(CASES)})")
     for name in names:
         extra, epochs = CASES[name]
-        common.emit(run_case(name, extra, args.epochs or epochs, args.threads))
+        common.emit(run_case(name, extra, args.epochs or epochs, args.threads, args.adjoint))
 
 
 if __name__ == "__main__":

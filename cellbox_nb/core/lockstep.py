@@ -60,7 +60,7 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
 
     xobs (nb, T, n) output; store as forward_one's (STORE_NONE skips the store and ignores cap).  Returns status,
     n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the store dt (nb, S+1), dx (nb, S, n), dc, dz laid out as
-    forward_one's (STORE_DENSE: (nb, S, 4, n) and (nb, S, 5, n); STORE_STAGES: (nb, S, 5, n) and (nb, S, 6, n)),
+    forward_one's (STORE_DENSE: (nb, S, 4, n) and (nb, S, 5, n); STORE_STAGES: (nb, S, 0, n) and (nb, S, 6, n)),
     one row per condition (S >= every n_st).
     """
     nb, n = U.shape

@@ -26,6 +26,7 @@ import numpy as np
 from ..api import SolveError, loss_and_grad, solve
 from ..data.h5atomic import remove_stale_temps
 from ..errors import ConfigError, Interrupted, NumericalError
+from .config import DEFAULTS
 from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
 from .masks import apply_node_roles, build_w_mask
@@ -171,8 +172,11 @@ class Trainer:
             saved = read_fit(self.out, with_checkpoint=True)
             if saved["status"] in FINAL_STATUSES:
                 return saved
-            if saved["config"] != json.loads(json.dumps(self.cfg)):
-                diff = sorted(k for k in self.cfg if saved["config"].get(k) != json.loads(json.dumps(self.cfg[k])))
+            # a key the saved config lacks was added after that file was written, by a version that behaved as
+            # the key's default does
+            stored = {k: json.loads(json.dumps(v)) for k, v in DEFAULTS.items()} | saved["config"]
+            if stored != json.loads(json.dumps(self.cfg)):
+                diff = sorted(k for k in self.cfg if stored.get(k) != json.loads(json.dumps(self.cfg[k])))
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
                                   f"{', '.join(diff) or 'unknown'})")
             self.split = tuple(saved["split"])
