@@ -496,24 +496,22 @@ def bench_size(n, M, T, args, threads, base):
         # timed calls, interleaved: each round runs cellbox-nb once, then every peer still being timed once
         t_o, c_o = [], []
         t_od, c_od = [], []
+
+        def time_ours(fn, first, times, cpus):  # a warm call right before the timed one when calls are short
+            if first < args.warm_below:
+                fn()
+            c0 = time.process_time()
+            times.append(common.timed(fn)[0])
+            cpus.append(time.process_time() - c0)
+
         while True:
             active = [v for v in workers if not state[v]["skipped"] and state[v]["note"] is None
                       and wants_more(state[v]["times"], args)]
             if not active and not wants_more(t_o, args):
                 break
-            if first_ours < args.warm_below:
-                ours()
-            c0 = time.process_time()
-            dt, _ = common.timed(ours)
-            t_o.append(dt)
-            c_o.append(time.process_time() - c0)
+            time_ours(ours, first_ours, t_o, c_o)
             if args.discrete:
-                if first_od < args.warm_below:
-                    ours_discrete()
-                c0 = time.process_time()
-                dt, _ = common.timed(ours_discrete)
-                t_od.append(dt)
-                c_od.append(time.process_time() - c0)
+                time_ours(ours_discrete, first_od, t_od, c_od)
             for v in active:
                 s = state[v]
                 try:
