@@ -588,6 +588,10 @@ def bench_size(n, M, T, args, threads, base):
                 rec.update(loss=lp, loss_rel_diff_vs_ours=rel(lp, float(loss_o)),
                            grad_rel_diff_vs_ours=rel_diffs(g, g_o), steps=s["first"]["stats"])
                 rec["grad_ok"] = all(d["l2"] <= args.grad_tol for d in rec["grad_rel_diff_vs_ours"].values())
+                if args.discrete:
+                    rec["grad_rel_diff_vs_ours_discrete"] = rel_diffs(g, g_od)
+                    rec["grad_ok_discrete"] = all(d["l2"] <= args.grad_tol
+                                                  for d in rec["grad_rel_diff_vs_ours_discrete"].values())
                 if ref is not None:
                     rec.update(loss_rel_diff_vs_ref=rel(lp, float(ref["loss"])),
                                grad_rel_diff_vs_ref=rel_diffs(g, ref["grads"]))
@@ -636,11 +640,11 @@ def summary(records, args):
     lines.pop()
     ref = (f"against cellbox-nb at rtol {args.ref_rtol:g}, atol {args.ref_atol:g}" if args.ref_rtol > 0
            else "not computed (--ref-rtol 0)")
-    lines += ["", f"Per variant (rel diff: relative L2 difference from cellbox-nb; vs ref: {ref}; agree: W, alpha "
-                  f"and d within {args.grad_tol:g}):", "",
+    lines += ["", f"Per variant (rel diff: relative L2 difference from cellbox-nb; vs ref: {ref}; vs discrete: from "
+                  f"cellbox-nb's discrete adjoint; agree: W, alpha and d within {args.grad_tol:g}):", "",
               "| (n, M, T) | variant | method | first call (s) | median (s) | min (s) | repeats | peer/ours "
-              "| loss rel diff | grad W rel diff | grad alpha rel diff | grad W vs ref | agree |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| loss rel diff | grad W rel diff | grad alpha rel diff | grad W vs ref | grad W vs discrete | agree |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for n, M, T in sizes:
         for v in variants:
             r = by.get((n, v))
@@ -649,6 +653,9 @@ def summary(records, args):
             gd = r.get("grad_rel_diff_vs_ours") or {}
             gref = r.get("grad_rel_diff_vs_ref") or {}
             agree = "" if v == OURS else ("skipped" if r["grad_ok"] is None else ("yes" if r["grad_ok"] else "NO"))
+            if r.get("grad_ok_discrete") is not None:
+                agree += ", discrete: " + ("yes" if r["grad_ok_discrete"] else "NO")
+            gdd = r.get("grad_rel_diff_vs_ours_discrete") or {}
             if r.get("skipped"):
                 agree = "skipped: " + r["skipped"][:60]
             lines.append(f"| {n}, {M}, {T} | {v} | {r['method'] or '—'} | {fmt(r['first_call_s'])} | "
@@ -656,7 +663,8 @@ def summary(records, args):
                          f"{fmt(r['min_s'])} | {r['repeats']} | {fmt(r['ratio_vs_ours'])} | "
                          f"{fmt(r.get('loss_rel_diff_vs_ours'), '.1e')} | "
                          f"{fmt(gd.get('W', {}).get('l2'), '.1e')} | {fmt(gd.get('alpha', {}).get('l2'), '.1e')} | "
-                         f"{fmt(gref.get('W', {}).get('l2'), '.1e')} | {agree} |")
+                         f"{fmt(gref.get('W', {}).get('l2'), '.1e')} | {fmt(gdd.get('W', {}).get('l2'), '.1e')} | "
+                         f"{agree} |")
     return "\n".join(lines) + "\n"
 
 
