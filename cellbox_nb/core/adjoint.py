@@ -16,6 +16,7 @@ For one condition (DESIGN.md section 3; reversed time tau = t_T - t):
 * Memory: the dense store lives only while its condition is in flight (forward then backward in one task), so
   it is bounded by (threads x steps x (10n + 1)) floats, and by MAX_DENSE_BYTES per condition (status
   DENSE_OVERFLOW beyond it).
+* loss_grad_batch runs the discrete adjoint instead (discrete.py, ``adjoint="discrete"``) when asked.
 """
 
 import numpy as np
