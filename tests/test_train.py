@@ -232,10 +232,13 @@ def test_mismatched_data_file_is_refused(tmp_path):
     assert res.returncode == 3 and "U" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_gradcheck_cli_ok_and_catches_a_wrong_gradient():
-    res = _run(["gradcheck", "--network", "GSD", "--seed", "0", "--json"])
-    assert json.loads(res.stdout)["ok"] is True
-    res = _run(["gradcheck", "--network", "LI", "--seed", "0", "--json", "--corrupt", "1e-3"], check=False)
+@pytest.mark.parametrize("adjoint", ["interpolating", "discrete"])
+def test_gradcheck_cli_ok_and_catches_a_wrong_gradient(adjoint):
+    res = _run(["gradcheck", "--network", "GSD", "--seed", "0", "--json", "--adjoint", adjoint])
+    out = json.loads(res.stdout)
+    assert out["ok"] is True and out["adjoint"] == adjoint
+    res = _run(["gradcheck", "--network", "LI", "--seed", "0", "--json", "--corrupt", "1e-3", "--adjoint", adjoint],
+               check=False)
     assert res.returncode == 4 and json.loads(res.stdout)["ok"] is False
 
 
