@@ -567,8 +567,9 @@ def bench_size(n, M, T, args, threads, base):
                              loss_rel_diff_vs_ref=rel(float(loss_x), float(ref["loss"])),
                              grad_rel_diff_vs_ref=rel_diffs(g_x, ref["grads"]))
             records.append(rec_x)
-        rec_o = records[-len(ours_runs)]
-        od_median = ours_runs[1][5]["median_s"] if args.discrete else None
+            if name == OURS:
+                rec_o = rec_x
+        od_median = od_t["median_s"] if args.discrete else None
 
         for v, s in state.items():
             meta = VARIANTS[v]

@@ -28,6 +28,7 @@ from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import discrete_backward_one
 from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_STAGES, dense_eval_xz, error_estimate, forward_one,
                       stage_state)
+from .quadrature import add_dw_direct, flush_dw
 from .rhs import adjoint_rhs_z
 from .tableau import B, C
 
@@ -87,14 +88,6 @@ def _locate(dt, n_st, p, t):
     while p < n_st - 1 and t > dt[p + 1]:
         p += 1
     return p
-
-
-@kernel
-def flush_dw(gW, Gq, Xq, q):
-    """gW += Gq[:q]^T Xq[:q] (one matrix product) and empty the buffers; returns the new count, 0."""
-    if q > 0:
-        gW += np.dot(Gq[:q].T, Xq[:q])
-    return 0
 
 
 QRUN = NPOLY + 1  # a run of more quadrature nodes than this in one forward step is kept as 5 terms (x_p, c_1..c_4)
@@ -160,16 +153,7 @@ def add_step_integrals(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW
     if Gq.shape[0] == 0:
         # no buffers (small n): the six rank-one terms straight into gW, one pass over it
         QS[2] += NQUAD
-        for i in range(n):
-            c0 = (h * B[0]) * GS[0, i]
-            c1 = (h * B[1]) * GS[1, i]
-            c2 = (h * B[2]) * GS[2, i]
-            c3 = (h * B[3]) * GS[3, i]
-            c4 = (h * B[4]) * GS[4, i]
-            c5 = (h * B[5]) * GS[5, i]
-            for j in range(n):
-                gW[i, j] += (c0 * XS[0, j] + c1 * XS[1, j] + c2 * XS[2, j]
-                             + c3 * XS[3, j] + c4 * XS[4, j] + c5 * XS[5, j])
+        add_dw_direct(h, B, GS, XS[0], XS[1:], gW)
     else:
         for s in range(NQUAD):
             c = h * B[s]

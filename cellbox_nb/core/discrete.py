@@ -28,10 +28,12 @@ import numpy as np
 from .._jit import kernel, leaf
 from . import status as st
 from .forward import NQUAD, stage_state
+from .quadrature import add_dw_direct, flush_dw
 from .rhs import rmatvec
 from .tableau import A, B
 
 STAGE_STORE_FLOATS = 1 + NQUAD  # per component and accepted step: x_p and tanh at the six stages (plus one time)
+UNIT = np.ones(NQUAD)  # quadrature weights for add_dw_direct: the g_s of the discrete adjoint are its terms as they are
 
 
 @leaf
@@ -102,22 +104,6 @@ def step_adjoint(W, alpha, d, h, lam, X1, XR, TH, ACC, NU, GS, r, lam_out, galph
 
 
 @leaf
-def add_dw_direct(GS, X1, XR, gW):
-    """gW += sum_s GS[s] X_s^T, the six rank-one terms of one step in one pass over gW (small n)."""
-    n = X1.shape[0]
-    for i in range(n):
-        g0 = GS[0, i]
-        g1 = GS[1, i]
-        g2 = GS[2, i]
-        g3 = GS[3, i]
-        g4 = GS[4, i]
-        g5 = GS[5, i]
-        for j in range(n):
-            gW[i, j] += (g0 * X1[j] + g1 * XR[0, j] + g2 * XR[1, j]
-                         + g3 * XR[2, j] + g4 * XR[3, j] + g5 * XR[4, j])
-
-
-@leaf
 def buffer_dw(GS, X1, XR, Gq, Xq, q):
     """Append the six terms (g_s, X_s) of one step to the buffers Gq, Xq (room for them is the caller's);
     returns the new count."""
@@ -157,11 +143,10 @@ def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, n_st, gW, galpha, 
         stage_args(alpha, d, h, dx[p], dz[p], XR, KS)
         step_adjoint(W, alpha, d, h, lam, dx[p], XR, dz[p], ACC, NU, GS, r, lam_out, galpha, gd)
         if Gq.shape[0] == 0:
-            add_dw_direct(GS, dx[p], XR, gW)
+            add_dw_direct(1.0, UNIT, GS, dx[p], XR, gW)
         else:
             if q + NQUAD > Gq.shape[0]:
-                gW += np.dot(Gq[:q].T, Xq[:q])
-                q = 0
+                q = flush_dw(gW, Gq, Xq, q)
             q = buffer_dw(GS, dx[p], XR, Gq, Xq, q)
         finite = True
         for i in range(n):
@@ -170,6 +155,5 @@ def discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, n_st, gW, galpha, 
                 finite = False
         if not finite:
             return st.NONFINITE, n_st - p, 0, NQUAD * (n_st - p), NQUAD * (n_st - p)
-    if q > 0:
-        gW += np.dot(Gq[:q].T, Xq[:q])
+    flush_dw(gW, Gq, Xq, q)
     return st.SUCCESS, n_st, 0, NQUAD * n_st, NQUAD * n_st

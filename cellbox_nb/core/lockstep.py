@@ -19,11 +19,12 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol,
-                      finish_integrals, flush_dw, fsal_rows, grad_outputs, observation_loss)
+                      finish_integrals, fsal_rows, grad_outputs, observation_loss)
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
 from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xz, error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
+from .quadrature import flush_dw
 from .rhs import adjoint_g, adjoint_rhs_z, rhs_z, rhs_z_th
 from .tableau import C
 from .tanh import tanh

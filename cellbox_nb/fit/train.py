@@ -174,9 +174,10 @@ class Trainer:
                 return saved
             # a key the saved config lacks was added after that file was written, by a version that behaved as
             # the key's default does
-            stored = {k: json.loads(json.dumps(v)) for k, v in DEFAULTS.items()} | saved["config"]
-            if stored != json.loads(json.dumps(self.cfg)):
-                diff = sorted(k for k in self.cfg if stored.get(k) != json.loads(json.dumps(self.cfg[k])))
+            stored = json.loads(json.dumps(DEFAULTS)) | saved["config"]
+            current = json.loads(json.dumps(self.cfg))  # as JSON stores it (tuples become lists)
+            if stored != current:
+                diff = sorted(k for k in current if stored.get(k) != current[k])
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
                                   f"{', '.join(diff) or 'unknown'})")
             self.split = tuple(saved["split"])
