@@ -158,14 +158,15 @@ def test_bad_inputs_raise_value_error_naming_the_argument(kwargs, match):
 
 
 @pytest.mark.parametrize("name", ["LI", "random100"])
-def test_dense_store_interpolates_x_and_z(name):
-    """The stored trajectory the adjoint reads back (Tsit5's 4th-order continuous extension in Horner form, x and
-    z = W x - u): at random times inside every stored step, x against scipy DOP853 at 1e-12 (tolerance 2e-8
-    absolute for steps taken at rtol = atol = 1e-9, 10x the 2e-9 measured: the interpolant is one order below the
-    method); z against
-    W x - u of the interpolated x (the same polynomial through W: 1e-12 relative to max |z|, which checks z's
-    coefficients, W k_7 of every step included); continuity at step ends (1e-12)."""
-    from cellbox_nb.core.forward import NPOLY, dense_eval_xz, forward_one
+def test_dense_store_interpolates_x_and_tanh(name):
+    """The stored trajectory the adjoint reads back: Tsit5's 4th-order continuous extension of x and the quartic
+    interpolant of tanh(z), z = W x - u, both in Horner form.  At random times inside every stored step, against
+    scipy DOP853 at 1e-12: x within 2e-8 absolute and tanh(z) within 2e-8 (steps taken at rtol = atol = 1e-9; 10x
+    the 2e-9 measured for x: the interpolants are one order below the method).  At step ends: x continuous
+    (1e-12), the tanh interpolant equal to tanh(W x - u) of the stored state (1e-12), and its derivative in t equal
+    to (1 - tanh(z)^2) W f(x) there and continuous across steps (1e-9 of the largest derivative: W f(x) is recovered
+    from the stage arguments by differences over h)."""
+    from cellbox_nb.core.forward import NPOLY, dense_eval_xth, forward_one
     from reference import rhs
     from scipy.integrate import solve_ivp
 
@@ -185,14 +186,24 @@ def test_dense_store_interpolates_x_and_z(name):
         times = dt[:n_st] + rng.uniform(0.05, 0.95, n_st) * np.diff(dt[: n_st + 1])
         sol = solve_ivp(lambda _t, x: rhs(W, alpha, d, u, x), (0.0, t[-1]), np.zeros(n), method="DOP853",
                         t_eval=times, rtol=1e-12, atol=1e-12)
-        x, z = np.empty(n), np.empty(n)
-        zscale = max(np.max(np.abs(dz[:n_st, 0])), 1e-300)
+        x, th = np.empty(n), np.empty(n)
         for p in range(n_st):
-            theta = dense_eval_xz(dt, dx, dc, dz, p, times[p], x, z)
+            theta = dense_eval_xth(dt, dx, dc, dz, p, times[p], x, th)
             assert 0.0 < theta < 1.0
             assert np.max(np.abs(x - sol.y[:, p])) <= 2e-8
-            assert np.max(np.abs(z - (W @ x - u))) <= 1e-12 * zscale
+            assert np.max(np.abs(th - np.tanh(W @ sol.y[:, p] - u))) <= 2e-8
+        # the interpolant's derivative in t at theta = 0 and theta = 1
+        h = np.diff(dt[: n_st + 1])[:, None]
+        dstart = dz[:n_st, 1] / h
+        dend = (dz[:n_st, 1] + 2 * dz[:n_st, 2] + 3 * dz[:n_st, 3] + 4 * dz[:n_st, 4]) / h
+        dscale = np.max(np.abs(dstart))
+        for p in range(n_st):
+            z = W @ dx[p] - u
+            exact = (1.0 - np.tanh(z) ** 2) * (W @ (alpha * np.tanh(z) - d * dx[p]))
+            assert np.max(np.abs(dz[p, 0] - np.tanh(z))) <= 1e-12
+            assert np.max(np.abs(dstart[p] - exact)) <= 1e-9 * dscale
             if p + 1 < n_st:
-                dense_eval_xz(dt, dx, dc, dz, p, dt[p + 1], x, z)
+                dense_eval_xth(dt, dx, dc, dz, p, dt[p + 1], x, th)
                 assert np.max(np.abs(x - dx[p + 1])) <= 1e-12 * max(1.0, np.max(np.abs(x)))
-                assert np.max(np.abs(z - dz[p + 1, 0])) <= 1e-12 * zscale
+                assert np.max(np.abs(th - dz[p + 1, 0])) <= 1e-12
+                assert np.max(np.abs(dend[p] - dstart[p + 1])) <= 1e-9 * dscale

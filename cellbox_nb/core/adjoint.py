@@ -6,7 +6,8 @@ For one condition (DESIGN.md section 3; reversed time tau = t_T - t):
     dL/dW += int g x^T dt,   dL/dalpha += int lam * tanh(z) dt,   dL/dd += -int lam * x dt
     lam(t_k-) = lam(t_k+) + dl/dx(t_k)   at every observation time, lam(t_T+) = 0
 
-* x(t) is read back from the forward pass's stored steps (Tsit5 dense output); only lam is integrated.
+* x(t) and tanh(z(t)) are read back from the forward pass's stored steps (Tsit5's dense output for x, a quartic
+  interpolant for tanh(z), see forward.tanh_interpolant); only lam is integrated, and a stage costs no tanh.
 * lam is integrated with its own adaptive Tsit5, hard stops at every t_k; after each jump the first stage is
   recomputed (FSAL does not hold across a jump).
 * The parameter integrals are accumulated from the accepted step's stages with the weights b_i (they are the
@@ -26,10 +27,10 @@ from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import discrete_backward_one
-from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_STAGES, dense_eval_xz, error_estimate, forward_one,
+from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_STAGES, dense_eval_xth, error_estimate, forward_one,
                       stage_state)
 from .quadrature import add_dw_direct, flush_dw
-from .rhs import adjoint_rhs_z
+from .rhs import adjoint_rhs_th
 from .tableau import B, C
 
 LOSS_MAE = 0
@@ -198,20 +199,20 @@ def finish_integrals(dt, dx, dc, QS, QA, QG, QX, gW, Gq, Xq, q):
 
 
 @leaf
-def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, LS, KL, XS, TH, GS, PS, TS, z):
+def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, LS, KL, XS, TH, GS, PS, TS):
     """Stages 2..7 of one backward step of size h_step from (t, lam), stage 1 given in row 0 of LS, KL, XS, TH, GS.
 
-    Stage s sits at t - C[s] h_step (exactly t_stop for the last stage of a step that lands on it); x and z there
-    come from the forward dense store.  Fills rows 1..6; returns the dense-store step index of the last stage.
+    Stage s sits at t - C[s] h_step (exactly t_stop for the last stage of a step that lands on it); x and tanh(z)
+    there come from the forward dense store.  Fills rows 1..6; returns the dense-store step index of the last stage.
     (One leaf call per step, so the row views below cost no reference counting.)
     """
     for s in range(1, NSTAGE):
         stage_state(lam, KL, h_step, s, LS[s])
         ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
         p = _locate(dt, n_st, p, ts)
-        TS[s] = dense_eval_xz(dt, dx, dc, dz, p, ts, XS[s], z)
+        TS[s] = dense_eval_xth(dt, dx, dc, dz, p, ts, XS[s], TH[s])
         PS[s] = p  # stage s's x came from forward step p at theta TS[s] (for the dL/dW quadrature)
-        adjoint_rhs_z(W, alpha, d, z, LS[s], TH[s], GS[s], KL[s])
+        adjoint_rhs_th(W, alpha, d, TH[s], LS[s], GS[s], KL[s])
     return p
 
 
@@ -235,7 +236,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                  dt, dx, dc, dz, n_st, gW, galpha, gd, Gq, Xq):
     """Integrate lam from t_T back to 0 and add this condition's parameter integrals to gW, galpha, gd.
 
-    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dc, dz, n_st : the forward dense store (x and z = W x - u are both
+    dl : (T, n) jumps dl/dx(t_k).  dt, dx, dc, dz, n_st : the forward dense store (x and tanh(W x - u) are both
     interpolated from it, so a stage costs one product, W^T g, plus the quadrature).  gW (n, n), galpha, gd (n,) are
     accumulated into (+=).  Gq, Xq (Q, n), Q = 0 or Q >= QROWS_STEP: with Q > 0 the dL/dW terms of accepted steps
     (see add_step_integrals) are buffered and added as one matrix product gW += Gq^T Xq whenever the buffers could
@@ -252,7 +253,6 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
     XS = np.empty((NSTAGE, n))   # x at the stage times
     TH = np.empty((NSTAGE, n))   # tanh(z) at the stages
     GS = np.empty((NSTAGE, n))   # g at the stages
-    z = np.empty(n)
     err = np.empty(n)
     PS = np.zeros(NSTAGE, dtype=np.int64)  # forward step and theta of each stage's x
     TS = np.zeros(NSTAGE)
@@ -282,9 +282,9 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             lam[i] += dl[k, i]
             LS[0, i] = lam[i]
         p = _locate(dt, n_st, p, t)
-        TS[0] = dense_eval_xz(dt, dx, dc, dz, p, t, XS[0], z)
+        TS[0] = dense_eval_xth(dt, dx, dc, dz, p, t, XS[0], TH[0])
         PS[0] = p
-        adjoint_rhs_z(W, alpha, d, z, LS[0], TH[0], GS[0], KL[0])
+        adjoint_rhs_th(W, alpha, d, TH[0], LS[0], GS[0], KL[0])
         nfev += 1
         t_stop = t_obs[k - 1] if k > 0 else 0.0
         rejected_last = False
@@ -296,7 +296,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             hit = t - h <= t_stop
             h_step = t - t_stop if hit else h
             p = adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, LS, KL, XS, TH,
-                               GS, PS, TS, z)
+                               GS, PS, TS)
             nfev += NSTAGE - 1
             error_estimate(KL, h_step, err)
             en = rms_error_norm(err, lam, LS[NSTAGE - 1], rtol, atol)

@@ -4,8 +4,11 @@ One condition is integrated from x(0) = 0 through the observation times t_obs (h
 clipped so that t lands on each t_k exactly, and x(t_k) is the step's end value, not an interpolation).  If
 asked, every accepted step is stored for the adjoint: its start time, its start state and Tsit5's dense output
 (tableau.R) as a polynomial in theta, x(t_p + theta h) = x_p + theta (c_1 + theta (c_2 + theta (c_3 + theta c_4))),
-c_j = h sum_i R[i, j] k_i, and the same for z = W x - u (coefficients h sum_i R[i, j] W k_i, the W k_i recovered from
-the stage arguments without a product), so that reading x and z back costs 8 multiply-adds per component.
+c_j = h sum_i R[i, j] k_i, and a quartic in theta for tanh(z), z = W x - u, which is all the adjoint needs of z
+(it matches tanh(z) and its derivative at both ends of the step and tanh(z) of the dense output in the middle, see
+tanh_interpolant; the W k_i it needs come from the stage arguments, without a product).  Reading x and tanh(z) back
+costs 8 multiply-adds per component, and the forward pass pays one tanh per component and step for the middle node
+instead of the backward pass paying one at each of its stages (about twice the forward's steps, six stages each).
 For the discrete adjoint it keeps instead each accepted step's start and tanh at its stages (STORE_STAGES), from
 which the stage arguments are recomputed exactly.
 """
@@ -16,17 +19,27 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
-from .rhs import matvec_minus, rhs, rhs_z_th
-from .tableau import A, E, R
+from .rhs import matvec_minus, rhs, rhs_z, rhs_z_th
+from .tableau import A, E, R, dense_weights
 from .tanh import tanh
 
 NSTAGE = 7
 NPOLY = 4  # dense output: a polynomial of degree 4 in theta without constant term
 NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0): the ones the step's result depends on
 
+# The tanh interpolant's middle node: z(t_p + h/2) - z_p = h sum_i b_i(1/2) W k_i, and the W k_i, i = 1..6, follow
+# from the stage arguments (Zb[s] - Zb[0] = h sum_{j<s} A[s, j] W k_j, lower triangular), so the sum over i <= 6 is
+# sum_s ZMID[s - 1] (Zb[s] - Zb[0]) with ZMID = A[1:, :6]^-T b(1/2)[:6]; k_7's term, ZMID_K7 h W k_7, comes from
+# the next step (FSAL).
+_BMID = dense_weights(0.5)
+ZMID = np.linalg.solve(A[1:, : NSTAGE - 1].T, _BMID[: NSTAGE - 1])
+ZMID_K7 = float(_BMID[NSTAGE - 1])
+ZMID.setflags(write=False)
+
 # what forward_one keeps of each accepted step
 STORE_NONE = 0
-STORE_DENSE = 1  # the dense output of x and z (interpolating adjoint): dx (S, n), dc (S, 4, n), dz (S, 5, n)
+STORE_DENSE = 1  # x's dense output and tanh(z)'s interpolant (interpolating adjoint): dx (S, n), dc (S, 4, n),
+#                 dz (S, 5, n), see store_step and tanh_interpolant
 STORE_STAGES = 2  # x_p and tanh at the stages (discrete adjoint): dx (S, n) = x_p, dz (S, 6, n) = tanh(W X_s - u),
 #                   s = 1..6, dc (S, 0, n) unused; see store_stages
 
@@ -45,13 +58,16 @@ def tsit5_step(WT, alpha, d, u, x, h, K, xs, Zb, err):
 
 
 @leaf
-def tsit5_step_th(WT, alpha, d, u, x, h, K, xs, Zb, TH, err):
-    """:func:`tsit5_step` that also keeps tanh(Zb[s]) in TH[s] (TH (7, n)).  Row 0 is the caller's: TH[0] carries
-    over from the last step (FSAL)."""
+def tsit5_step_th(WT, alpha, d, u, x, h, K, xs, Zb, TH, err, every):
+    """:func:`tsit5_step` that also keeps tanh(Zb[s]) in TH[s] (TH (7, n)) at every stage (every=True) or at the
+    last one only.  Row 0 is the caller's: TH[0] carries over from the last step (FSAL)."""
     for s in range(1, NSTAGE):
         stage_state(x, K, h, s, xs)
         matvec_minus(WT, xs, u, Zb[s])
-        rhs_z_th(alpha, d, Zb[s], xs, K[s], TH[s])
+        if every or s == NSTAGE - 1:
+            rhs_z_th(alpha, d, Zb[s], xs, K[s], TH[s])
+        else:
+            rhs_z(alpha, d, Zb[s], xs, K[s])
     error_estimate(K, h, err)
 
 
@@ -101,22 +117,6 @@ def error_estimate(K, h, err):
 
 
 @leaf
-def stage_products(Zb, h, out):
-    """W k_i for i = 1..6 from the stage arguments of one step, without a matrix product.
-
-    Zb[s] - Zb[0] = h * sum_{j<s} A[s, j] (W k_j), a lower-triangular system solved by forward substitution;
-    writes out[0..5] (out (7, n); out[6] = W k_7 is the next step's W k_1 and is filled by the caller).
-    """
-    n = Zb.shape[1]
-    for s in range(1, NSTAGE):
-        for i in range(n):
-            v = (Zb[s, i] - Zb[0, i]) / h
-            for j in range(s - 1):
-                v -= A[s, j] * out[j, i]
-            out[s - 1, i] = v / A[s, s - 1]
-
-
-@leaf
 def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
     """Initial step by Hairer's rule (Hairer, Norsett & Wanner I, II.4; scipy's select_initial_step)."""
     n = x0.shape[0]
@@ -146,50 +146,76 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
 
 
 @leaf
-def _poly_coeffs(V, h, out):
-    """out[j] = h * sum_i R[i, j] V[i], j = 0..3, for the seven stage vectors V (7, n) of one step."""
-    n = V.shape[1]
-    for j in range(NPOLY):
-        for i in range(n):
-            out[j, i] = 0.0
-        for r in range(NSTAGE):
-            c = R[r, j]
-            for i in range(n):
-                out[j, i] += c * V[r, i]
-        for i in range(n):
-            out[j, i] = h * out[j, i]
+def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
+    """Keep accepted step p (size h) for the dense output: x_p in dx[p] and x's coefficients in dc[p] (4, n) from
+    the stage derivatives K; in PD[p % 2] (4, n) what the step's tanh interpolant needs (z_p, the sum
+    ZMID . (Zb[s] - Zb[0]), W k_1 = (Zb[1] - Zb[0]) / (h A[1, 0]) and th0 = tanh(z_p)), all from the stage
+    arguments Zb (7, n), without a product.
 
-
-@leaf
-def store_step(x, K, Zb, h, p, dt, dx, dc, dz, WK):
-    """Keep accepted step p (size h) for the dense output: x_p, x's coefficients dc[p] (4, n) from the stage
-    derivatives K, z_p = W x_p - u in dz[p, 0], and W k_1..W k_6 (from the stage arguments, no product) in
-    WK[p % 2] (7, n).
-
-    z's coefficients dz[p, 1:] need W k_7 too, which is the next step's W k_1 (FSAL): storing step p completes
-    step p - 1 (it spans dt[p - 1]..dt[p]); the caller completes the last step with :func:`finish_last_step`.
+    The tanh interpolant of step p needs W k_7 and tanh(z) at its end, which are the next step's W k_1 and th0
+    (FSAL): storing step p completes step p - 1 (dz[p - 1], see :func:`tanh_interpolant`); the caller completes
+    the last step with :func:`finish_last_step`.
     """
     n = x.shape[0]
-    for i in range(n):
+    cur = PD[p % 2]
+    inv = 1.0 / (h * A[1, 0])
+    out = dc[p]
+    for i in range(n):  # one pass over the components (n is small where this matters: loops cost more than flops)
+        k0 = K[0, i]
+        k1 = K[1, i]
+        k2 = K[2, i]
+        k3 = K[3, i]
+        k4 = K[4, i]
+        k5 = K[5, i]
+        k6 = K[6, i]
+        for j in range(NPOLY):
+            out[j, i] = h * (R[0, j] * k0 + R[1, j] * k1 + R[2, j] * k2 + R[3, j] * k3 + R[4, j] * k4
+                             + R[5, j] * k5 + R[6, j] * k6)
+        z0 = Zb[0, i]
         dx[p, i] = x[i]
-        dz[p, 0, i] = Zb[0, i]
-    _poly_coeffs(K, h, dc[p])
-    cur = WK[p % 2]
-    stage_products(Zb, h, cur)
+        cur[0, i] = z0
+        cur[1, i] = (ZMID[0] * (Zb[1, i] - z0) + ZMID[1] * (Zb[2, i] - z0) + ZMID[2] * (Zb[3, i] - z0)
+                     + ZMID[3] * (Zb[4, i] - z0) + ZMID[4] * (Zb[5, i] - z0) + ZMID[5] * (Zb[6, i] - z0))
+        cur[2, i] = (Zb[1, i] - z0) * inv
+        cur[3, i] = th0[i]
     if p > 0:
-        prev = WK[(p - 1) % 2]
-        for i in range(n):
-            prev[NSTAGE - 1, i] = cur[0, i]
-        _poly_coeffs(prev, dt[p] - dt[p - 1], dz[p - 1, 1:])
+        tanh_interpolant(PD[(p - 1) % 2], cur[2], th0, dt[p] - dt[p - 1], dz[p - 1])
 
 
 @leaf
-def finish_last_step(WT, k7, p, dt, dz, WK, zero):
-    """Complete z's coefficients of the last stored step p: W k_7 (k_7 = f(x(t_T)), one product), then dz[p, 1:].
-    zero (n,) must hold zeros."""
-    last = WK[p % 2]
-    matvec_minus(WT, k7, zero, last[NSTAGE - 1])
-    _poly_coeffs(last, dt[p + 1] - dt[p], dz[p, 1:])
+def tanh_interpolant(prev, wk7, th1, h, out):
+    """The quartic in theta through tanh(z) of one stored step (size h): out (5, n) = its value at theta = 0 and
+    coefficients, tanh(z(t_p + theta h)) ~ out[0] + theta (out[1] + theta (out[2] + theta (out[3] + theta out[4]))).
+
+    It matches tanh(z) and its derivative h (1 - tanh(z)^2) W k at both ends (W k_1 from prev[2], W k_7 = wk7,
+    tanh at the end th1) and tanh(z(t_p + h/2)) in the middle, z(t_p + h/2) being the step's dense output
+    prev[0] + prev[1] + h b_7(1/2) W k_7 (see store_step).  With a = out: a_0 = T0, a_1 = D0, and a_2..a_4 solve
+    [1 1 1; 2 3 4; 4 2 1] a = (T1 - T0 - D0, D1 - D0, 16 (Tm - T0 - D0/2)), whose inverse is the integer matrix
+    below.  One tanh per component and step, instead of one per backward stage.
+    """
+    n = wk7.shape[0]
+    for i in range(n):
+        t0 = prev[3, i]
+        t1 = th1[i]
+        d0 = h * (1.0 - t0 * t0) * prev[2, i]
+        d1 = h * (1.0 - t1 * t1) * wk7[i]
+        tm = tanh(prev[0, i] + prev[1, i] + h * ZMID_K7 * wk7[i])
+        r1 = t1 - t0 - d0
+        r2 = d1 - d0
+        r3 = 16.0 * (tm - t0 - 0.5 * d0)
+        out[0, i] = t0
+        out[1, i] = d0
+        out[2, i] = -5.0 * r1 + r2 + r3
+        out[3, i] = 14.0 * r1 - 3.0 * r2 - 2.0 * r3
+        out[4, i] = -8.0 * r1 + 2.0 * r2 + r3
+
+
+@leaf
+def finish_last_step(WT, k7, th1, p, dt, dz, PD, zero, wk):
+    """Complete the tanh interpolant of the last stored step p: W k_7 (k_7 = f(x(t_T)), one product, into wk (n,)),
+    th1 = tanh(z(t_T)).  zero (n,) must hold zeros."""
+    matvec_minus(WT, k7, zero, wk)
+    tanh_interpolant(PD[p % 2], wk, th1, dt[p + 1] - dt[p], dz[p])
 
 
 @kernel
@@ -221,8 +247,8 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     store : what to keep of each accepted step in (dt, dx, dc, dz), grown as needed up to max_dense_steps steps
         (step p spans [dt[p], dt[p+1]]).  STORE_NONE: nothing.  STORE_DENSE (or True): the dense trajectory; step p
         starts at x = dx[p], and x(dt[p] + theta h) = dx[p] + theta (dc[p, 0] + theta (dc[p, 1] + theta (dc[p, 2] +
-        theta dc[p, 3]))); dz[p] (5, n) holds z = W x - u at its start and z's coefficients likewise, so that z(t)
-        interpolates like x (no product), see :func:`dense_eval_xz`.  STORE_STAGES: dx and dz (S, 6, n) as
+        theta dc[p, 3]))); dz[p] (5, n) holds tanh(z) at its start and the coefficients of its quartic interpolant
+        (:func:`tanh_interpolant`), read back with x by :func:`dense_eval_xth`.  STORE_STAGES: dx and dz (S, 6, n) as
         :func:`store_stages` says (dc (S, 0, n)).
 
     Returns
@@ -238,14 +264,14 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     err = np.empty(n)
     dense = store == STORE_DENSE
     stages = store == STORE_STAGES
-    WK = np.empty((2, NSTAGE, n)) if dense else np.empty((2, NSTAGE, 0))  # W k_i of the last two stored steps
-    TH = np.empty((NSTAGE, n)) if stages else np.empty((NSTAGE, 0))  # tanh at the stages of the current step
+    PD = np.empty((2, 4, n)) if dense else np.empty((2, 4, 0))  # tanh interpolant's inputs, last two stored steps
+    TH = np.empty((NSTAGE, n)) if (stages or dense) else np.empty((NSTAGE, 0))  # tanh at the current step's stages
     for k in range(T):
         for i in range(n):
             xobs[k, i] = np.nan
     t = 0.0
     rhs(WT, alpha, d, u, x, Zb[0], K[0])
-    if stages:
+    if stages or dense:
         for i in range(n):
             TH[0, i] = tanh(Zb[0, i])
     nfev = 1
@@ -270,8 +296,8 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
         t_target = t_obs[k_obs]
         hit = t + h >= t_target
         h_step = t_target - t if hit else h
-        if stages:
-            tsit5_step_th(WT, alpha, d, u, x, h_step, K, xs, Zb, TH, err)
+        if stages or dense:
+            tsit5_step_th(WT, alpha, d, u, x, h_step, K, xs, Zb, TH, err, stages)
         else:
             tsit5_step(WT, alpha, d, u, x, h_step, K, xs, Zb, err)
         nfev += NSTAGE - 1
@@ -291,10 +317,10 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                     break
                 dt, dx, dc, dz = _grow(dt, dx, dc, dz, min(2 * n_st, max_dense_steps))
             if dense:
-                store_step(x, K, Zb, h_step, n_st, dt, dx, dc, dz, WK)
+                store_step(x, K, Zb, TH[0], h_step, n_st, dt, dx, dc, dz, PD)
             else:
                 store_stages(x, TH, n_st, dx, dz)
-                TH[0] = TH[NSTAGE - 1]
+            TH[0] = TH[NSTAGE - 1]
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
@@ -321,7 +347,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
     if dense and n_st > 0 and status == st.SUCCESS:
         for i in range(n):
             err[i] = 0.0
-        finish_last_step(WT, K[0], n_st - 1, dt, dz, WK, err)
+        finish_last_step(WT, K[0], TH[0], n_st - 1, dt, dz, PD, err, xs)
     return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dc, dz
 
 
@@ -380,13 +406,13 @@ def dense_weights_py(theta, w):
 
 
 @leaf
-def dense_eval_xz(dt, dx, dc, dz, p, t, x_out, z_out):
-    """x(t) and z(t) = W x(t) - u from stored step p (dt[p] <= t <= dt[p+1]), Tsit5's continuous extension in
-    Horner form; returns theta = (t - dt[p]) / h_p."""
+def dense_eval_xth(dt, dx, dc, dz, p, t, x_out, th_out):
+    """x(t) and tanh(z(t)), z = W x - u, from stored step p (dt[p] <= t <= dt[p+1]): Tsit5's continuous extension
+    and the step's tanh interpolant (:func:`tanh_interpolant`), both in Horner form; returns theta = (t - dt[p]) / h_p."""
     h = dt[p + 1] - dt[p]
     th = (t - dt[p]) / h
     n = x_out.shape[0]
     for i in range(n):
         x_out[i] = dx[p, i] + th * (dc[p, 0, i] + th * (dc[p, 1, i] + th * (dc[p, 2, i] + th * dc[p, 3, i])))
-        z_out[i] = dz[p, 0, i] + th * (dz[p, 1, i] + th * (dz[p, 2, i] + th * (dz[p, 3, i] + th * dz[p, 4, i])))
+        th_out[i] = dz[p, 0, i] + th * (dz[p, 1, i] + th * (dz[p, 2, i] + th * (dz[p, 3, i] + th * dz[p, 4, i])))
     return th

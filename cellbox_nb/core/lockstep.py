@@ -22,10 +22,10 @@ from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_inte
                       finish_integrals, fsal_rows, grad_outputs, observation_loss)
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
-from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xz, error_estimate,
+from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xth, error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
 from .quadrature import flush_dw
-from .rhs import adjoint_g, adjoint_rhs_z, rhs_z, rhs_z_th
+from .rhs import adjoint_g_th, adjoint_rhs_th, rhs_z, rhs_z_th
 from .tableau import C
 from .tanh import tanh
 
@@ -95,18 +95,18 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     dx = np.empty((nb, cap, n))
     dc = np.empty((nb, cap, 0 if stages else NPOLY, n))
     dz = np.empty((nb, cap, NQUAD if stages else NPOLY + 1, n))
-    WK = np.empty((nb, 2, NSTAGE, n)) if dense else np.empty((nb, 2, NSTAGE, 0))
+    PD = np.empty((nb, 2, 4, n)) if dense else np.empty((nb, 2, 4, 0))  # see forward.store_step
     # STORE_STAGES: tanh at the stages goes straight into the store slot of the step (a rejected step's is
-    # overwritten by the retry); tanh at x_p (stage 1, FSAL) is the last step's stage 7, kept in TH1 until the step
-    # is accepted, and the current step's stage 7 in TH7
-    TH1 = np.empty((nb, n)) if stages else np.empty((nb, 0))
-    TH7 = np.empty((nb, n)) if stages else np.empty((nb, 0))
+    # overwritten by the retry).  Both stores: tanh at x_p (stage 1, FSAL) is the last step's stage 7, kept in TH1
+    # until the step is accepted, and the current step's stage 7 in TH7
+    TH1 = np.empty((nb, n)) if (stages or dense) else np.empty((nb, 0))
+    TH7 = np.empty((nb, n)) if (stages or dense) else np.empty((nb, 0))
     xobs[:] = np.nan
     for b in range(nb):
         for i in range(n):  # x(0) = 0: z = -u
             ZB[b, 0, i] = -U[b, i]
         rhs_z(alpha, d, ZB[b, 0], X[b], K[b, 0])
-        if stages:
+        if stages or dense:
             for i in range(n):
                 TH1[b, i] = tanh(ZB[b, 0, i])
         nfev[b] = 1
@@ -153,6 +153,8 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                         rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], dz[b, p, s])
                     else:
                         rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
+                elif dense and s == NSTAGE - 1:
+                    rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
                 else:
                     rhs_z(alpha, d, ZB[b, s], Xg[r], K[b, s])
         # Xg rows now hold each condition's last stage argument, the step's end state (FSAL)
@@ -173,12 +175,13 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
             if dense or stages:
                 p = n_st[b]
                 if dense:
-                    store_step(X[b], K[b], ZB[b], h_step, p, dt[b], dx[b], dc[b], dz[b], WK[b])
+                    store_step(X[b], K[b], ZB[b], TH1[b], h_step, p, dt[b], dx[b], dc[b], dz[b], PD[b])
                 else:
                     for i in range(n):
                         dx[b, p, i] = X[b, i]
                         dz[b, p, 0, i] = TH1[b, i]
-                        TH1[b, i] = TH7[b, i]
+                for i in range(n):
+                    TH1[b, i] = TH7[b, i]
                 dt[b, p + 1] = t_end
                 n_st[b] = p + 1
             t[b] = t_end
@@ -207,21 +210,21 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         if dense and n_st[b] > 0 and status[b] == st.SUCCESS:
             for i in range(n):
                 err[i] = 0.0
-            finish_last_step(WT, K[b, 0], n_st[b] - 1, dt[b], dz[b], WK[b], err)
+            finish_last_step(WT, K[b, 0], TH1[b], n_st[b] - 1, dt[b], dz[b], PD[b], err, XN[b])
     return status, n_acc, n_rej, nfev, n_st, h, dt, dx, dc, dz
 
 
 @leaf
-def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS, z):
+def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS):
     """Add the jump dl/dx(t_k) of condition b to lam and recompute its first stage; returns the step index."""
     n = lam.shape[1]
     for i in range(n):
         lam[b, i] += DL[b, k, i]
         LS[b, 0, i] = lam[b, i]
     p = _locate(dt[b], n_st[b], p, t)
-    TS[b, 0] = dense_eval_xz(dt[b], dx[b], dc[b], dz[b], p, t, XS[b, 0], z)
+    TS[b, 0] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p, t, XS[b, 0], TH[b, 0])
     PS[b, 0] = p
-    adjoint_rhs_z(W, alpha, d, z, LS[b, 0], TH[b, 0], GS[b, 0], KL[b, 0])
+    adjoint_rhs_th(W, alpha, d, TH[b, 0], LS[b, 0], GS[b, 0], KL[b, 0])
     return p
 
 
@@ -243,7 +246,6 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     GS = np.empty((nb, NSTAGE, n))
     Gg = np.zeros((nb + 1, n))  # one spare row: see _gemm_rows
     Rg = np.zeros((nb + 1, n))
-    z = np.empty(n)
     err = np.empty(n)
     PS = np.zeros((nb, NSTAGE), dtype=np.int64)  # forward step and theta of each stage's x
     TS = np.zeros((nb, NSTAGE))
@@ -271,8 +273,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
     q = 0
     for b in range(nb):
         if run[b]:
-            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS,
-                         z)
+            p[b] = _jump(W, alpha, d, DL, T - 1, b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS)
             nfev[b] = 1
     while True:
         na = 0
@@ -297,9 +298,9 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                 t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
                 ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
                 p[b] = _locate(dt[b], n_st[b], p[b], ts)
-                TS[b, s] = dense_eval_xz(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], z)
+                TS[b, s] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], TH[b, s])
                 PS[b, s] = p[b]
-                adjoint_g(alpha, z, LS[b, s], TH[b, s], GS[b, s])
+                adjoint_g_th(alpha, TH[b, s], LS[b, s], GS[b, s])
                 Gg[r] = GS[b, s]
             m = _gemm_rows(na)
             np.dot(Gg[:m], W, Rg[:m])
@@ -351,7 +352,7 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
                     h[b] = h_first[b]
                     seg_start[b] = True
                     p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH,
-                                 GS, PS, TS, z)
+                                 GS, PS, TS)
                     nfev[b] += 1
                     rejected_last[b] = False
                     err_prev[b] = 1.0

@@ -96,10 +96,19 @@ def adjoint_g(alpha, z, lam, th, g):
 
 
 @leaf
-def adjoint_rhs_z(W, alpha, d, z, lam, th, g, out):
-    """As :func:`adjoint_rhs` with z = W x - u given (interpolated from the forward pass): no W x product."""
-    n = z.shape[0]
-    adjoint_g(alpha, z, lam, th, g)
+def adjoint_g_th(alpha, th, lam, g):
+    """g = alpha * (1 - th**2) * lam for th = tanh(z) given (interpolated from the forward pass)."""
+    for i in range(th.shape[0]):
+        ti = th[i]
+        g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
+
+
+@leaf
+def adjoint_rhs_th(W, alpha, d, th, lam, g, out):
+    """As :func:`adjoint_rhs` with th = tanh(W x - u) given (interpolated from the forward pass): no W x product,
+    no tanh."""
+    n = th.shape[0]
+    adjoint_g_th(alpha, th, lam, g)
     rmatvec(W, g, out)
     for i in range(n):
         out[i] -= d[i] * lam[i]
@@ -113,4 +122,7 @@ def adjoint_rhs(W, WT, alpha, d, u, x, lam, z, th, g, out):
     parameter integrals need.
     """
     matvec_minus(WT, x, u, z)
-    adjoint_rhs_z(W, alpha, d, z, lam, th, g, out)
+    adjoint_g(alpha, z, lam, th, g)
+    rmatvec(W, g, out)
+    for i in range(z.shape[0]):
+        out[i] -= d[i] * lam[i]
