@@ -115,7 +115,26 @@ def _forward(L, dW, dalpha, dd, dU, t_obs, rtol, atol, h_init, max_steps, beta, 
                rejected_last, err_prev, accepted, obs_slot, nst, dt, 1 if store else 0)
         L.elem("commit", accepted, obs_slot, nst, X, Xs, K, xobs, nonfinite, 1 if store else 0, dx, dk)
     return dict(xobs=xobs, status=status, nacc=nacc, nrej=nrej, n_fev=n_fev, nst=nst, dt=dt, dx=dx, dk=dk, h=h,
-                dt_obs=dt_obs)
+                dt_obs=dt_obs, X=X, K0=K[0], cap=cap)
+
+
+def _tanh_store(L, dW, dU, fwd, dtype):
+    """The tanh quartic of every stored step (cap, 5, M, n), as core.forward.tanh_interpolant: three products over
+    all stored steps (x_p, k_1 and m_p = sum_{i<=6} b_i(1/2) k_i times W^T) and two for the last step's end."""
+    M, n, cap = L.M, L.n, fwd["cap"]
+    K1 = cuda.device_array((cap, M, n), dtype=dtype)
+    MID = cuda.device_array((cap, M, n), dtype=dtype)
+    L.elem("th_prep", fwd["nst"], fwd["dk"], K1, MID)
+    Z0, WK1, WM = (cuda.device_array((cap, M, n), dtype=dtype) for _ in range(3))
+    for src, dst in ((fwd["dx"], Z0), (K1, WK1), (MID, WM)):
+        L.gemm(src.reshape(cap * M, n), dW, dst.reshape(cap * M, n), 0, 1, 0.0)
+    ZE = cuda.device_array((M, n), dtype=dtype)
+    WKE = cuda.device_array((M, n), dtype=dtype)
+    L.gemm(fwd["X"], dW, ZE, 0, 1, 0.0)
+    L.gemm(fwd["K0"], dW, WKE, 0, 1, 0.0)
+    dth = cuda.device_array((cap, 5, M, n), dtype=dtype)
+    L.elem("th_coeffs", fwd["nst"], fwd["dt"], dU, Z0, WK1, WM, ZE, WKE, dth)
+    return dth
 
 
 def _grow(dt, dx, dk, cap, new_cap, dtype):
@@ -176,11 +195,11 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
     daatol = cuda.to_device(aatol_c)
     # ---- backward, all conditions in lockstep iterations -------------------------------------------------
     dt, dx, dk, nst, dt_obs = fwd["dt"], fwd["dx"], fwd["dk"], fwd["nst"], fwd["dt_obs"]
+    dth = _tanh_store(L, dW, dU, fwd, dtype)
     ddl = _to_dev(dl, dtype)
     lam = _to_dev(dl[:, T - 1, :], dtype)
     LS, KL, XS, TH, GS, GSW = (cuda.device_array((NSTAGE, M, n), dtype=dtype) for _ in range(6))
     R = cuda.device_array((M, n), dtype=dtype)
-    Z = cuda.device_array((M, n), dtype=dtype)
     ERR = cuda.device_array((M, n), dtype=dtype)
     GA = cuda.to_device(np.zeros((M, n), dtype=dtype))
     GD = cuda.to_device(np.zeros((M, n), dtype=dtype))
@@ -203,9 +222,8 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
 
     def stage(s):
         L.cond("adj_stage_time", active, t, hs, hit, seg, dt_obs, s, dt, nst, ptr, theta, hf)
-        L.elem("dense_eval", active, ptr, theta, hf, dx, dk, XS, s)
-        L.gemm(XS[s], dW, Z, 0, 1, 0.0)
-        L.elem("adj_tanh_g", Z, dU, dalpha, LS, s, TH, GS)
+        L.elem("dense_eval", active, ptr, theta, hf, dx, dk, dth, XS, TH, s)
+        L.elem("adj_g", dalpha, LS, s, TH, GS)
         L.gemm(GS[s], dW, R, 0, 0, 0.0)
         L.elem("adj_finish", R, dd, LS, s, KL)
 

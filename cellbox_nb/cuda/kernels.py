@@ -11,8 +11,10 @@ from numba import cuda
 
 from ..core import status as st
 from ..core.controller import rms_error_norm_py, step_factor_py, step_limit_py
-from ..core.forward import NSTAGE, dense_weights_py
-from ..core.tableau import A, B, C, E
+from ..core.forward import NSTAGE, ZMID_K7, dense_weights_py
+from ..core.tableau import A, B, C, E, dense_weights as _dense_weights
+
+BMID = _dense_weights(0.5)  # b_i(1/2): x(t_p + h/2) = x_p + h sum_i BMID[i] k_i
 
 _CACHE = {}
 
@@ -257,10 +259,67 @@ def build(tile, tpb, dtype=np.float64):
             hstep_fwd[c] = hf
             theta[c] = (ts - dt[c, p]) / hf
 
+    # ---------------------------------------------------------------- tanh interpolant ----------------------
+    # The same quartic per stored step as core.forward.tanh_interpolant, built after the forward pass from three
+    # products over all stored steps (z_p = W x_p - u, W k_1 and W m_p, m_p = sum_{i<=6} b_i(1/2) k_i) instead of
+    # the CPU's stage-argument differences (equal to rounding).
     @cuda.jit
-    def dense_eval(active, ptr, theta, hstep_fwd, dx, dk, XS, s):
-        """XS[s] = x(stage time) from the stored forward step ptr[c] (Tsit5 continuous extension); zero for
-        inactive conditions, so that they add exact zeros to the products that mix conditions."""
+    def th_prep(nst, dk, K1, MID):
+        """K1[p] = k_1 and MID[p] = sum_{i<=6} b_i(1/2) k_i of every stored step p < nst[c] (contiguous, for the
+        products)."""
+        idx = cuda.grid(1)
+        M = nst.shape[0]
+        n = K1.shape[2]
+        if idx < M * n:
+            c = idx // n
+            i = idx - c * n
+            for p in range(nst[c]):
+                K1[p, c, i] = dk[p, 0, c, i]
+                acc = 0.0
+                for q in range(NSTAGE - 1):
+                    acc += BMID[q] * dk[p, q, c, i]
+                MID[p, c, i] = acc
+
+    @cuda.jit
+    def th_coeffs(nst, dt, U, Z0, WK1, WM, ZE, WKE, dth):
+        """dth[p] (5 rows): tanh(z) at the start of stored step p and its quartic's coefficients in theta, from
+        Z0 = x_p W^T, WK1 = k_1 W^T, WM = m_p W^T of every step and ZE, WKE = x, k_7 W^T of the last one's end."""
+        idx = cuda.grid(1)
+        M, n = U.shape
+        if idx < M * n:
+            c = idx // n
+            i = idx - c * n
+            u = U[c, i]
+            n_st = nst[c]
+            t0 = math.tanh(Z0[0, c, i] - u) if n_st > 0 else 0.0
+            for p in range(n_st):
+                h = dt[c, p + 1] - dt[c, p]
+                z0 = Z0[p, c, i] - u
+                if p + 1 < n_st:
+                    z1 = Z0[p + 1, c, i] - u
+                    wk7 = WK1[p + 1, c, i]
+                else:
+                    z1 = ZE[c, i] - u
+                    wk7 = WKE[c, i]
+                t1 = math.tanh(z1)
+                d0 = h * (1.0 - t0 * t0) * WK1[p, c, i]
+                d1 = h * (1.0 - t1 * t1) * wk7
+                tm = math.tanh(z0 + h * WM[p, c, i] + h * ZMID_K7 * wk7)
+                r1 = t1 - t0 - d0
+                r2 = d1 - d0
+                r3 = 16.0 * (tm - t0 - 0.5 * d0)
+                dth[p, 0, c, i] = t0
+                dth[p, 1, c, i] = d0
+                dth[p, 2, c, i] = -5.0 * r1 + r2 + r3
+                dth[p, 3, c, i] = 14.0 * r1 - 3.0 * r2 - 2.0 * r3
+                dth[p, 4, c, i] = -8.0 * r1 + 2.0 * r2 + r3
+                t0 = t1
+
+    @cuda.jit
+    def dense_eval(active, ptr, theta, hstep_fwd, dx, dk, dth, XS, TH, s):
+        """XS[s] = x and TH[s] = tanh(z) at the stage time, from the stored forward step ptr[c] (Tsit5's continuous
+        extension and the step's tanh quartic); zero for inactive conditions, so that they add exact zeros to the
+        products that mix conditions."""
         idx = cuda.grid(1)
         M = ptr.shape[0]
         n = XS.shape[2]
@@ -269,6 +328,7 @@ def build(tile, tpb, dtype=np.float64):
             i = idx - c * n
             if not active[c]:
                 XS[s, c, i] = 0.0
+                TH[s, c, i] = 0.0
                 return
             w = cuda.local.array(NSTAGE, dtype=nb_dtype)
             dense_weights(theta[c], w)
@@ -277,6 +337,9 @@ def build(tile, tpb, dtype=np.float64):
             for q in range(NSTAGE):
                 acc += w[q] * dk[p, q, c, i]
             XS[s, c, i] = dx[p, c, i] + hstep_fwd[c] * acc
+            th = theta[c]
+            TH[s, c, i] = dth[p, 0, c, i] + th * (dth[p, 1, c, i] + th * (dth[p, 2, c, i] + th * (
+                dth[p, 3, c, i] + th * dth[p, 4, c, i])))
 
     @cuda.jit
     def adj_stage_lam(lam, KL, hs, s, LS):
@@ -291,15 +354,15 @@ def build(tile, tpb, dtype=np.float64):
             LS[s, c, i] = lam[c, i] + hs[c] * acc
 
     @cuda.jit
-    def adj_tanh_g(Z, U, alpha, LS, s, TH, GS):
-        """Given Z = XS[s] W^T: TH[s] = tanh(Z - U), GS[s] = alpha (1 - TH^2) LS[s]."""
+    def adj_g(alpha, LS, s, TH, GS):
+        """GS[s] = alpha (1 - TH[s]^2) LS[s]."""
         idx = cuda.grid(1)
-        M, n = U.shape
+        M = LS.shape[1]
+        n = LS.shape[2]
         if idx < M * n:
             c = idx // n
             i = idx - c * n
-            ti = math.tanh(Z[c, i] - U[c, i])
-            TH[s, c, i] = ti
+            ti = TH[s, c, i]
             GS[s, c, i] = alpha[i] * (1.0 - ti * ti) * LS[s, c, i]
 
     @cuda.jit
@@ -401,8 +464,8 @@ def build(tile, tpb, dtype=np.float64):
 
     kernels = dict(gemm=gemm, rhs_init=rhs_init, stage_state=stage_state, initial_step=initial_step,
                    scale_into=scale_into, plan=plan, error_estimate=error_estimate, control=control,
-                   commit=commit, adj_plan=adj_plan, adj_stage_time=adj_stage_time, dense_eval=dense_eval,
-                   adj_stage_lam=adj_stage_lam, adj_tanh_g=adj_tanh_g, adj_finish=adj_finish,
+                   commit=commit, th_prep=th_prep, th_coeffs=th_coeffs, adj_plan=adj_plan, adj_stage_time=adj_stage_time,
+                   dense_eval=dense_eval, adj_stage_lam=adj_stage_lam, adj_g=adj_g, adj_finish=adj_finish,
                    adj_control=adj_control, adj_weighted_stages=adj_weighted_stages, adj_commit=adj_commit)
     _CACHE[key] = kernels
     return kernels
