@@ -146,6 +146,15 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
 
 
 @leaf
+def _combine7(V, c0, c1, c2, c3, c4, c5, c6, out):
+    """out = sum_r c_r V[r] over the seven rows of V (7, n) in one pass (scalar weights and two arrays, so the loop
+    vectorises; with all four coefficient rows in one loop it did not)."""
+    for i in range(out.shape[0]):
+        out[i] = ((c0 * V[0, i] + c1 * V[1, i]) + (c2 * V[2, i] + c3 * V[3, i]) + (c4 * V[4, i] + c5 * V[5, i])
+                  + c6 * V[6, i])
+
+
+@leaf
 def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
     """Keep accepted step p (size h) for the dense output: x_p in dx[p] and x's coefficients in dc[p] (4, n) from
     the stage derivatives K; in PD[p % 2] (4, n) what the step's tanh interpolant needs (z_p, the sum
@@ -159,23 +168,21 @@ def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
     n = x.shape[0]
     cur = PD[p % 2]
     inv = 1.0 / (h * A[1, 0])
-    out = dc[p]
-    for i in range(n):  # one pass over the components (n is small where this matters: loops cost more than flops)
-        k0 = K[0, i]
-        k1 = K[1, i]
-        k2 = K[2, i]
-        k3 = K[3, i]
-        k4 = K[4, i]
-        k5 = K[5, i]
-        k6 = K[6, i]
-        for j in range(NPOLY):
-            out[j, i] = h * (R[0, j] * k0 + R[1, j] * k1 + R[2, j] * k2 + R[3, j] * k3 + R[4, j] * k4
-                             + R[5, j] * k5 + R[6, j] * k6)
+    for j in range(NPOLY):
+        _combine7(K, h * R[0, j], h * R[1, j], h * R[2, j], h * R[3, j], h * R[4, j], h * R[5, j], h * R[6, j],
+                  dc[p, j])
+    g1 = ZMID[0]
+    g2 = ZMID[1]
+    g3 = ZMID[2]
+    g4 = ZMID[3]
+    g5 = ZMID[4]
+    g6 = ZMID[5]
+    for i in range(n):
         z0 = Zb[0, i]
         dx[p, i] = x[i]
         cur[0, i] = z0
-        cur[1, i] = (ZMID[0] * (Zb[1, i] - z0) + ZMID[1] * (Zb[2, i] - z0) + ZMID[2] * (Zb[3, i] - z0)
-                     + ZMID[3] * (Zb[4, i] - z0) + ZMID[4] * (Zb[5, i] - z0) + ZMID[5] * (Zb[6, i] - z0))
+        cur[1, i] = ((g1 * (Zb[1, i] - z0) + g2 * (Zb[2, i] - z0)) + (g3 * (Zb[3, i] - z0) + g4 * (Zb[4, i] - z0))
+                     + (g5 * (Zb[5, i] - z0) + g6 * (Zb[6, i] - z0)))
         cur[2, i] = (Zb[1, i] - z0) * inv
         cur[3, i] = th0[i]
     if p > 0:
