@@ -197,6 +197,15 @@ def _lockstep_blocks(M, n):
     return max(1, min(blocks, M, _grad_chunks(M, n)))
 
 
+def _workers(chunks):
+    """Parallel workers of the loss-and-gradient drivers: one per Numba thread, at most one per chunk.  Each runs a
+    contiguous range of the chunks (fixed by M and n alone) with one scratch store, so the results do not depend on
+    this number."""
+    import numba
+
+    return max(1, min(numba.get_num_threads(), chunks))
+
+
 def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,
                   atol=config.DEFAULT_ATOL, backend="cpu", decay=None, adjoint_rtol=None, adjoint_atol=None,
                   w_mask=None, max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0,
@@ -290,14 +299,16 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
         if n >= config.LOCKSTEP_MIN_N:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
+                chunks = _lockstep_blocks(M, n)
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
-                    *args, _lockstep_blocks(M, n), dense_init, max_dense_steps, defer_rows, _lockstep_block(n),
-                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING)
+                    *args, chunks, dense_init, max_dense_steps, defer_rows, _lockstep_block(n),
+                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING, _workers(chunks))
         else:
             with _single_threaded_blas(defer_rows > 0):
+                chunks = _grad_chunks(M, n)
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
-                    *args, _grad_chunks(M, n), dense_init, max_dense_steps, defer_rows,
-                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING)
+                    *args, chunks, dense_init, max_dense_steps, defer_rows,
+                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING, _workers(chunks))
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)

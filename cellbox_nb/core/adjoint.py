@@ -341,9 +341,21 @@ def grad_outputs(M, T, n, n_chunks):
             np.zeros((n_chunks, n, n)), np.zeros((n_chunks, n)), np.zeros((n_chunks, n)))
 
 
+@kernel
+def worker_scratch(rows, cap, n, defer_rows, stages):
+    """Scratch of one worker of the loss-and-gradient drivers, reused by the chunks it runs: a store for `rows`
+    conditions of `cap` steps (dt, dx, dc, dz in lockstep.forward_block's layout, STORE_STAGES if `stages` else
+    STORE_DENSE) and dL/dW buffers Gq, Xq (defer_rows, n).  Contents undefined.  (Fresh arrays per chunk would be
+    fresh pages from the system each time once they pass malloc's mmap threshold: page faults, about a tenth of
+    the time at n = 99.)"""
+    return (np.empty((rows, cap + 1)), np.empty((rows, cap, n)), np.empty((rows, cap, 0 if stages else NPOLY, n)),
+            np.empty((rows, cap, NQUAD if stages else NPOLY + 1, n)), np.empty((defer_rows, n)),
+            np.empty((defer_rows, n)))
+
+
 @driver
 def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                    max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, adjoint_kind):
+                    max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, adjoint_kind, workers):
     """Loss and gradient over all conditions, in parallel over fixed chunks of conditions.
 
     adjoint_kind: ADJOINT_INTERPOLATING (backward_one, artol and aatol its tolerances) or ADJOINT_DISCRETE
@@ -352,6 +364,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     U (M, n), Y and mask (M, T, n) (mask as float 0/1).  Conditions are split into n_chunks contiguous chunks
     (boundaries c * M // n_chunks, independent of the thread count); each chunk runs its conditions in order
     (forward with dense store, loss, backward) into its own accumulators, which the caller sums in chunk order.
+    `workers` run contiguous ranges of the chunks in parallel, each with one scratch store (worker_scratch).
     defer_rows > 0 buffers that many dL/dW terms per chunk and adds them by matrix products (see backward_one).
 
     Returns loss_c (M,) unnormalised per-condition losses, gW (n_chunks, n, n), galpha, gd (n_chunks, n),
@@ -362,41 +375,47 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
     loss_c, xobs, status, stats, gW, galpha, gd = grad_outputs(M, T, n, n_chunks)
-    for ch in prange(n_chunks):
-        c_lo = ch * M // n_chunks
-        c_hi = (ch + 1) * M // n_chunks
-        discrete = adjoint_kind == ADJOINT_DISCRETE
-        store = STORE_STAGES if discrete else STORE_DENSE
-        dt = np.empty(dense_init + 1)
-        dx = np.empty((dense_init, n))
-        dc = np.empty((dense_init, 0 if discrete else NPOLY, n))
-        dz = np.empty((dense_init, NQUAD if discrete else NPOLY + 1, n))
+    discrete = adjoint_kind == ADJOINT_DISCRETE
+    store = STORE_STAGES if discrete else STORE_DENSE
+    for w in prange(workers):  # each worker runs a contiguous range of chunks with one scratch
+        wdt, wdx, wdc, wdz, Gq, Xq = worker_scratch(1, dense_init, n, defer_rows, discrete)
         dl = np.empty((T, n))
-        Gq = np.empty((defer_rows, n))
-        Xq = np.empty((defer_rows, n))
-        for c in range(c_lo, c_hi):
-            res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
-                              store, dt, dx, dc, dz, max_dense_steps)
-            dt = res[6]
-            dx = res[7]
-            dc = res[8]
-            dz = res[9]
-            stats[c, 0] = res[1]
-            stats[c, 1] = res[2]
-            stats[c, 2] = res[3]
-            if res[0] != st.SUCCESS:
-                status[c] = res[0]
-                continue
-            loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
-            if discrete:
-                bres = discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, res[4], gW[ch], galpha[ch], gd[ch],
-                                             Gq, Xq)
-            else:
-                bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
-                                    max_steps, beta, dt, dx, dc, dz, res[4], gW[ch], galpha[ch], gd[ch], Gq, Xq)
-            status[c] = bres[0]
-            stats[c, 3] = bres[1]
-            stats[c, 4] = bres[2]
-            stats[c, 5] = bres[3]
-            stats[c, 6] = bres[4]
+        for ch in range(w * n_chunks // workers, (w + 1) * n_chunks // workers):
+            _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps,
+                         beta, max_dense_steps, ch * M // n_chunks, (ch + 1) * M // n_chunks, discrete, store,
+                         wdt[0], wdx[0], wdc[0], wdz[0], dl, Gq, Xq, loss_c, xobs, status, stats, gW[ch],
+                         galpha[ch], gd[ch])
     return loss_c, gW, galpha, gd, xobs, status, stats
+
+
+@kernel
+def _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps, beta,
+                 max_dense_steps, c_lo, c_hi, discrete, store, dt, dx, dc, dz, dl, Gq, Xq, loss_c, xobs, status,
+                 stats, gW, galpha, gd):
+    """The conditions c_lo..c_hi-1 of loss_grad_batch one after the other (forward with the store in dt, dx, dc, dz,
+    the caller's scratch, loss, backward), into the chunk's accumulators gW, galpha, gd."""
+    for c in range(c_lo, c_hi):
+        res = forward_one(WT, alpha, d, U[c], t_obs, rtol, atol, h_init, max_steps, beta, xobs[c],
+                          store, dt, dx, dc, dz, max_dense_steps)
+        dt = res[6]  # grown if the condition needed more room (kept for the chunk's later conditions)
+        dx = res[7]
+        dc = res[8]
+        dz = res[9]
+        stats[c, 0] = res[1]
+        stats[c, 1] = res[2]
+        stats[c, 2] = res[3]
+        if res[0] != st.SUCCESS:
+            status[c] = res[0]
+            continue
+        loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
+        if discrete:
+            bres = discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, res[4], gW, galpha, gd, Gq, Xq)
+        else:
+            bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
+                                max_steps, beta, dt, dx, dc, dz, res[4], gW, galpha, gd, Gq, Xq)
+        status[c] = bres[0]
+        stats[c, 3] = bres[1]
+        stats[c, 4] = bres[2]
+        stats[c, 5] = bres[3]
+        stats[c, 6] = bres[4]
+

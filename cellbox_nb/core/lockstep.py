@@ -19,7 +19,7 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol,
-                      finish_integrals, fsal_rows, grad_outputs, observation_loss)
+                      finish_integrals, fsal_rows, grad_outputs, observation_loss, worker_scratch)
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
 from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xth, error_estimate,
@@ -56,10 +56,12 @@ def _grow_block(dt, dx, dc, dz, cap):
 
 
 @kernel
-def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, xobs, store, cap, max_dense_steps):
+def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, xobs, store, dt, dx, dc, dz,
+                  max_dense_steps):
     """Forward pass of the conditions U (nb, n) in lockstep, storing what the adjoint needs of each.
 
-    xobs (nb, T, n) output; store as forward_one's (STORE_NONE skips the store and ignores cap).  Returns status,
+    xobs (nb, T, n) output; store as forward_one's, into dt (nb, cap + 1), dx (nb, cap, n), dc, dz (nb, cap, 4 or 0,
+    n) and (nb, cap, 5 or 6, n), the caller's scratch (any contents), grown as needed (STORE_NONE: unused).  Returns status,
     n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the store dt (nb, S+1), dx (nb, S, n), dc, dz laid out as
     forward_one's (STORE_DENSE: (nb, S, 4, n) and (nb, S, 5, n); STORE_STAGES: (nb, S, 0, n) and (nb, S, 6, n)),
     one row per condition (S >= every n_st).
@@ -89,12 +91,9 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     act = np.empty(nb, dtype=np.int64)
     dense = store == STORE_DENSE
     stages = store == STORE_STAGES
-    if not (dense or stages):
-        cap = 0
-    dt = np.zeros((nb, cap + 1))
-    dx = np.empty((nb, cap, n))
-    dc = np.empty((nb, cap, 0 if stages else NPOLY, n))
-    dz = np.empty((nb, cap, NQUAD if stages else NPOLY + 1, n))
+    if dense or stages:
+        for b in range(nb):
+            dt[b, 0] = 0.0
     PD = np.empty((nb, 2, 4, n)) if dense else np.empty((nb, 2, 4, 0))  # see forward.store_step
     # STORE_STAGES: tanh at the stages goes straight into the store slot of the step (a rejected step's is
     # overwritten by the retry).  Both stores: tanh at x_p (stage 1, FSAL) is the last step's stage 7, kept in TH1
@@ -442,40 +441,44 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dz, n_st, run, gW, g
 
 @driver
 def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                       max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block, adjoint_kind):
+                       max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block, adjoint_kind,
+                       workers):
     """loss_grad_batch with the conditions of each chunk stepped in lockstep blocks of at most `block` (same inputs
-    and outputs; the chunks run in parallel, each with its own accumulators, the blocks of a chunk one after the
-    other, so at most threads x block conditions hold a dense store at a time)."""
+    and outputs; `workers` run contiguous ranges of the chunks in parallel, each chunk into its own accumulators,
+    the blocks of a chunk one after the other in the worker's scratch store, so at most workers x block conditions
+    hold a dense store at a time)."""
     M, n = U.shape
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
     loss_c, xobs, status, stats, gW, galpha, gd = grad_outputs(M, T, n, n_chunks)
-    for ch in prange(n_chunks):
-        c_lo = ch * M // n_chunks
-        c_hi = (ch + 1) * M // n_chunks
-        n_sub = (c_hi - c_lo + block - 1) // block
-        Gq = np.empty((defer_rows, n))
-        Xq = np.empty((defer_rows, n))
-        for sb in range(n_sub):
-            b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
-            b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
-            _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                             max_steps, beta, dense_init, max_dense_steps, b_lo, b_hi, loss_c, xobs, status, stats,
-                             gW[ch], galpha[ch], gd[ch], Gq, Xq, adjoint_kind)
+    for w in prange(workers):  # each worker runs a contiguous range of chunks with one scratch (worker_scratch)
+        wdt, wdx, wdc, wdz, Gq, Xq = worker_scratch(block, dense_init, n, defer_rows, adjoint_kind == ADJOINT_DISCRETE)
+        for ch in range(w * n_chunks // workers, (w + 1) * n_chunks // workers):
+            c_lo = ch * M // n_chunks
+            c_hi = (ch + 1) * M // n_chunks
+            n_sub = (c_hi - c_lo + block - 1) // block
+            for sb in range(n_sub):
+                b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
+                b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
+                _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
+                                 max_steps, beta, max_dense_steps, b_lo, b_hi, loss_c, xobs, status, stats,
+                                 gW[ch], galpha[ch], gd[ch], Gq, Xq, adjoint_kind, wdt, wdx, wdc, wdz)
     return loss_c, gW, galpha, gd, xobs, status, stats
 
 
 @kernel
 def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps,
-                     beta, dense_init, max_dense_steps, c_lo, c_hi, loss_c, xobs, status, stats, gW, galpha, gd,
-                     Gq, Xq, adjoint_kind):
-    """Forward, loss and backward of the conditions c_lo..c_hi-1 as one lockstep block."""
+                     beta, max_dense_steps, c_lo, c_hi, loss_c, xobs, status, stats, gW, galpha, gd,
+                     Gq, Xq, adjoint_kind, wdt, wdx, wdc, wdz):
+    """Forward, loss and backward of the conditions c_lo..c_hi-1 as one lockstep block; wdt, wdx, wdc, wdz: scratch
+    for the store, at least c_hi - c_lo rows (see adjoint.worker_scratch)."""
     T = t_obs.shape[0]
     n = U.shape[1]
     nb = c_hi - c_lo
     discrete = adjoint_kind == ADJOINT_DISCRETE
     res = forward_block(WT, alpha, d, U[c_lo:c_hi], t_obs, rtol, atol, h_init, max_steps, beta,
-                        xobs[c_lo:c_hi], STORE_STAGES if discrete else STORE_DENSE, dense_init, max_dense_steps)
+                        xobs[c_lo:c_hi], STORE_STAGES if discrete else STORE_DENSE, wdt[:nb], wdx[:nb], wdc[:nb],
+                        wdz[:nb], max_dense_steps)
     DL = np.zeros((nb, T, n))
     aat = np.empty(nb)
     run = np.zeros(nb, dtype=np.bool_)
@@ -515,6 +518,10 @@ def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n
     xobs = np.empty((M, T, n))
     status = np.zeros(M, dtype=np.int64)
     stats = np.zeros((M, 3), dtype=np.int64)
+    none_dt = np.zeros((block, 1))  # no store
+    none_dx = np.empty((block, 0, n))
+    none_dc = np.empty((block, 0, 0, n))
+    none_dz = np.empty((block, 0, 0, n))
     for ch in prange(n_chunks):
         c_lo = ch * M // n_chunks
         c_hi = (ch + 1) * M // n_chunks
@@ -523,7 +530,7 @@ def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n
             b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
             b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
             res = forward_block(WT, alpha, d, U[b_lo:b_hi], t_obs, rtol, atol, h_init, max_steps, beta,
-                                xobs[b_lo:b_hi], STORE_NONE, 0, 0)
+                                xobs[b_lo:b_hi], STORE_NONE, none_dt, none_dx, none_dc, none_dz, 0)
             for b in range(b_hi - b_lo):
                 status[b_lo + b] = res[0][b]
                 stats[b_lo + b, 0] = res[1][b]
