@@ -6,10 +6,12 @@ right-hand-side counts do not depend on timing); the work implies
 * flops: 2 n^2 per condition and right-hand side of the forward pass (W x) and of the backward pass (W^T g), and
   2 n^2 per rank-one term g x^T of the dL/dW quadrature (counted by the solver: six per accepted backward step, or
   fewer where it groups them per forward step, n >= 64);
-* tanh evaluations: n per right-hand side, forward and backward;
+* tanh evaluations: n per right-hand side of the forward pass, and n per accepted forward step for the middle node
+  of the tanh interpolant the forward pass stores; the backward pass evaluates none (it reads tanh(z) from that
+  store);
 
 (with ``--adjoint discrete`` the backward pass's "right-hand sides" are its products W^T g, six per accepted forward
-step, its quadrature terms six per step, and it evaluates no tanh: it reads tanh from the forward pass's store)
+step, its quadrature terms six per step, and it reads tanh at the forward's own stages from the store)
 
 and the floor is flops / (measured matrix-product rate) + tanh evaluations x (measured ns per tanh) / cores.  The
 matrix-product rate is numpy's BLAS on all cores for (n, n) @ (n, M), the shape of one stage of all conditions
@@ -56,11 +58,12 @@ def main():
                                          adjoint=args.adjoint)
         _, _, info = call()
         s = info["stats"].astype(float)
-        fwd_fev, bwd_fev, bwd_acc, quad_terms = s[:, 2].sum(), s[:, 5].sum(), s[:, 3].sum(), s[:, 6].sum()
+        fwd_acc, fwd_fev, bwd_fev, bwd_acc, quad_terms = (s[:, 0].sum(), s[:, 2].sum(), s[:, 5].sum(), s[:, 3].sum(),
+                                                          s[:, 6].sum())
         flops_fwd = 2.0 * n * n * fwd_fev
         flops_bwd = 2.0 * n * n * bwd_fev
         flops_quad = 2.0 * n * n * quad_terms
-        tanh_evals = n * (fwd_fev + (0.0 if args.adjoint == "discrete" else bwd_fev))
+        tanh_evals = n * (fwd_fev + (0.0 if args.adjoint == "discrete" else fwd_acc))
         gemm = floor.gemm([(n, M)], budget_s=0.5)[0]["gflops"]
         flops = flops_fwd + flops_bwd + flops_quad
         floor_s = flops / (gemm * 1e9) + tanh_evals * tanh_ns * 1e-9 / cores

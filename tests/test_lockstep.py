@@ -76,3 +76,40 @@ def test_lockstep_bitwise_identical_across_thread_counts():
     assert config.LOCKSTEP_MIN_N <= 70
     outs = [run_with_threads(_SCRIPT, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0
+
+
+@pytest.mark.parametrize("adjoint", ["interpolating", "discrete"])
+@pytest.mark.parametrize("lockstep", [False, True])
+def test_worker_scratch_reused_after_growth(monkeypatch, adjoint, lockstep):
+    """One worker (1 thread) runs every chunk with the same scratch store, which holds the previous chunk's steps and
+    is smaller than some conditions need (rtol 1e-9: 77-95 steps, capacity set to 84, so those chunks grow a store of
+    their own and the next chunk starts from the worker's again).  Against each condition solved alone
+    (M = 1, fresh scratch): step counts identical, x(t_k) identical (lockstep: 1e-13, the matrix product of a lone
+    row may sum in another order), loss 1e-13 and gradient 1e-12 relative (sums in another order)."""
+    import numba
+
+    W, alpha, U, t = random_problem(20, 7, seed=5)
+    Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(2).normal(size=(7, t.size, 20))
+    monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 1 if lockstep else 10**9)
+    monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 2)
+    monkeypatch.setattr(config, "DENSE_INITIAL_STEPS", 84)
+    kw = dict(rtol=1e-9, atol=1e-9, adjoint=adjoint, full_output=True)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        L, g, info = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
+    finally:
+        numba.set_num_threads(threads)
+    steps = info["stats"][:, 0]
+    assert steps.max() > config.DENSE_INITIAL_STEPS and steps.min() < config.DENSE_INITIAL_STEPS
+    Ls, gs = 0.0, {k: 0.0 for k in ("W", "alpha", "d")}
+    for c in range(7):
+        Lc, gc, ic = cb.loss_and_grad(W, alpha, U[c:c + 1], t, Y[c:c + 1], **kw)
+        assert np.array_equal(ic["stats"][0], info["stats"][c])
+        assert _rel(ic["X"][0], info["X"][c]) <= (1e-13 if lockstep else 0.0)  # BLAS may sum a 1-row product apart
+        Ls += Lc / 7
+        for k in gs:
+            gs[k] = gs[k] + gc[k] / 7
+    assert abs(L - Ls) <= 1e-13 * abs(Ls)
+    for k in gs:
+        assert _rel(g[k], gs[k]) <= 1e-12, k
