@@ -439,6 +439,21 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dz, n_st, run, gW, g
     return status, steps, np.zeros(nb, dtype=np.int64), NQUAD * steps, NQUAD * steps
 
 
+@leaf
+def _chunk_blocks(M, n_chunks, ch, block):
+    """Number of lockstep blocks of chunk ch (conditions ch * M // n_chunks onwards), each at most `block`."""
+    size = (ch + 1) * M // n_chunks - ch * M // n_chunks
+    return (size + block - 1) // block
+
+
+@leaf
+def _block_bounds(M, n_chunks, ch, n_sub, sb):
+    """Conditions b_lo..b_hi-1 of block sb of chunk ch's n_sub blocks (sizes differ by at most one)."""
+    c_lo = ch * M // n_chunks
+    size = (ch + 1) * M // n_chunks - c_lo
+    return c_lo + sb * size // n_sub, c_lo + (sb + 1) * size // n_sub
+
+
 @driver
 def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
                        max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block, adjoint_kind,
@@ -454,12 +469,9 @@ def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, ar
     for w in prange(workers):  # each worker runs a contiguous range of chunks with one scratch (worker_scratch)
         wdt, wdx, wdc, wdz, Gq, Xq = worker_scratch(block, dense_init, n, defer_rows, adjoint_kind == ADJOINT_DISCRETE)
         for ch in range(w * n_chunks // workers, (w + 1) * n_chunks // workers):
-            c_lo = ch * M // n_chunks
-            c_hi = (ch + 1) * M // n_chunks
-            n_sub = (c_hi - c_lo + block - 1) // block
+            n_sub = _chunk_blocks(M, n_chunks, ch, block)
             for sb in range(n_sub):
-                b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
-                b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
+                b_lo, b_hi = _block_bounds(M, n_chunks, ch, n_sub, sb)
                 _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
                                  max_steps, beta, max_dense_steps, b_lo, b_hi, loss_c, xobs, status, stats,
                                  gW[ch], galpha[ch], gd[ch], Gq, Xq, adjoint_kind, wdt, wdx, wdc, wdz)
@@ -523,12 +535,9 @@ def solve_lockstep(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, n
     none_dc = np.empty((block, 0, 0, n))
     none_dz = np.empty((block, 0, 0, n))
     for ch in prange(n_chunks):
-        c_lo = ch * M // n_chunks
-        c_hi = (ch + 1) * M // n_chunks
-        n_sub = (c_hi - c_lo + block - 1) // block
+        n_sub = _chunk_blocks(M, n_chunks, ch, block)
         for sb in range(n_sub):
-            b_lo = c_lo + sb * (c_hi - c_lo) // n_sub
-            b_hi = c_lo + (sb + 1) * (c_hi - c_lo) // n_sub
+            b_lo, b_hi = _block_bounds(M, n_chunks, ch, n_sub, sb)
             res = forward_block(WT, alpha, d, U[b_lo:b_hi], t_obs, rtol, atol, h_init, max_steps, beta,
                                 xobs[b_lo:b_hi], STORE_NONE, none_dt, none_dx, none_dc, none_dz, 0)
             for b in range(b_hi - b_lo):
