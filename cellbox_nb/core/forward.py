@@ -415,7 +415,8 @@ def dense_weights_py(theta, w):
 @leaf
 def dense_eval_xth(dt, dx, dc, dz, p, t, x_out, th_out):
     """x(t) and tanh(z(t)), z = W x - u, from stored step p (dt[p] <= t <= dt[p+1]): Tsit5's continuous extension
-    and the step's tanh interpolant (:func:`tanh_interpolant`), both in Horner form; returns theta = (t - dt[p]) / h_p."""
+    and the step's tanh interpolant (:func:`tanh_interpolant`), both in Horner form; returns
+    theta = (t - dt[p]) / h_p."""
     h = dt[p + 1] - dt[p]
     th = (t - dt[p]) / h
     n = x_out.shape[0]

@@ -60,11 +60,11 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
                   max_dense_steps):
     """Forward pass of the conditions U (nb, n) in lockstep, storing what the adjoint needs of each.
 
-    xobs (nb, T, n) output; store as forward_one's, into dt (nb, cap + 1), dx (nb, cap, n), dc, dz (nb, cap, 4 or 0,
-    n) and (nb, cap, 5 or 6, n), the caller's scratch (any contents), grown as needed (STORE_NONE: unused).  Returns status,
-    n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the store dt (nb, S+1), dx (nb, S, n), dc, dz laid out as
-    forward_one's (STORE_DENSE: (nb, S, 4, n) and (nb, S, 5, n); STORE_STAGES: (nb, S, 0, n) and (nb, S, 6, n)),
-    one row per condition (S >= every n_st).
+    xobs (nb, T, n) output; store as forward_one's, into dt (nb, cap + 1), dx (nb, cap, n), dc (nb, cap, 4 or 0, n)
+    and dz (nb, cap, 5 or 6, n), the caller's scratch (any contents), grown as needed (STORE_NONE: unused).
+    Returns status, n_acc, n_rej, n_fev, n_st, h_next (all (nb,)) and the store dt (nb, S+1), dx (nb, S, n), dc, dz
+    laid out as forward_one's (STORE_DENSE: (nb, S, 4, n) and (nb, S, 5, n); STORE_STAGES: (nb, S, 0, n) and
+    (nb, S, 6, n)), one row per condition (S >= every n_st).
     """
     nb, n = U.shape
     T = t_obs.shape[0]

@@ -87,15 +87,6 @@ def rhs(WT, alpha, d, u, x, z, out):
 
 
 @leaf
-def adjoint_g(alpha, z, lam, th, g):
-    """th = tanh(z) and g = alpha * (1 - th**2) * lam, the vector W^T multiplies in the adjoint right-hand side."""
-    for i in range(z.shape[0]):
-        ti = tanh(z[i])
-        th[i] = ti
-        g[i] = alpha[i] * (1.0 - ti * ti) * lam[i]
-
-
-@leaf
 def adjoint_g_th(alpha, th, lam, g):
     """g = alpha * (1 - th**2) * lam for th = tanh(z) given (interpolated from the forward pass)."""
     for i in range(th.shape[0]):
@@ -122,7 +113,6 @@ def adjoint_rhs(W, WT, alpha, d, u, x, lam, z, th, g, out):
     parameter integrals need.
     """
     matvec_minus(WT, x, u, z)
-    adjoint_g(alpha, z, lam, th, g)
-    rmatvec(W, g, out)
     for i in range(z.shape[0]):
-        out[i] -= d[i] * lam[i]
+        th[i] = tanh(z[i])
+    adjoint_rhs_th(W, alpha, d, th, lam, g, out)

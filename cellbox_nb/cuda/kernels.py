@@ -464,7 +464,8 @@ def build(tile, tpb, dtype=np.float64):
 
     kernels = dict(gemm=gemm, rhs_init=rhs_init, stage_state=stage_state, initial_step=initial_step,
                    scale_into=scale_into, plan=plan, error_estimate=error_estimate, control=control,
-                   commit=commit, th_prep=th_prep, th_coeffs=th_coeffs, adj_plan=adj_plan, adj_stage_time=adj_stage_time,
+                   commit=commit, th_prep=th_prep, th_coeffs=th_coeffs, adj_plan=adj_plan,
+                   adj_stage_time=adj_stage_time,
                    dense_eval=dense_eval, adj_stage_lam=adj_stage_lam, adj_g=adj_g, adj_finish=adj_finish,
                    adj_control=adj_control, adj_weighted_stages=adj_weighted_stages, adj_commit=adj_commit)
     _CACHE[key] = kernels
