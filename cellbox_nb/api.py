@@ -13,7 +13,7 @@ from . import config
 from .core import status as st
 from .core.adjoint import ADJOINT_DISCRETE, ADJOINT_INTERPOLATING, LOSS_MAE, LOSS_MSE, QROWS_STEP, loss_grad_batch
 from .core.discrete import STAGE_STORE_FLOATS
-from .core.forward import NPOLY, solve_batch
+from .core.forward import NPOLY, NSTAGE, solve_batch
 from .core.lockstep import loss_grad_lockstep, solve_lockstep
 from .errors import ConfigError, InputDataError, NumericalError
 
@@ -231,7 +231,9 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         adjoint_rtol * max |dl/dx(t_k)|, the scale of the adjoint, so the gradient's relative accuracy is about
         adjoint_rtol); not accepted with adjoint="discrete".
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
-    max_dense_bytes : cap on the stored forward trajectory per in-flight condition.
+    max_dense_bytes : cap on the stored forward trajectory per in-flight condition (10n + 1 numbers a step on the
+        cpu, 13n on cuda, 7n + 1 with adjoint="discrete"); a condition that needs more steps ends with status
+        DENSE_OVERFLOW.
     precision : as in :func:`solve`.
     full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 7): forward accepted,
         rejected, RHS evaluations, then the same for the backward pass, then the rank-one terms g x^T the dL/dW
@@ -282,8 +284,12 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
-    # floats per component and step: x, 4 + 5 coefficients (interpolating) or x and tanh at the 6 stages
-    per_step = STAGE_STORE_FLOATS if discrete else 2 * NPOLY + 2
+    # floats per component and step: x, 4 + 5 coefficients (interpolating) or x and tanh at the 6 stages; the cuda
+    # backend keeps x_p, the 7 stages and the tanh quartic's 5 coefficients
+    if discrete:
+        per_step = STAGE_STORE_FLOATS
+    else:
+        per_step = 1 + NSTAGE + NPOLY + 1 if _backend(backend) == "cuda" else 2 * NPOLY + 2
     max_dense_steps = max(1, int(max_dense_bytes // (8 * per_step * n + 16)))
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
     if _backend(backend) == "cuda":

@@ -119,21 +119,22 @@ def _forward(L, dW, dalpha, dd, dU, t_obs, rtol, atol, h_init, max_steps, beta, 
 
 
 def _tanh_store(L, dW, dU, fwd, dtype):
-    """The tanh quartic of every stored step (cap, 5, M, n), as core.forward.tanh_interpolant: three products over
-    all stored steps (x_p, k_1 and m_p = sum_{i<=6} b_i(1/2) k_i times W^T) and two for the last step's end."""
+    """The tanh quartic of every stored step, dth (5, cap, M, n), as core.forward.tanh_interpolant: three products
+    over all stored steps (x_p, k_1 and m_p = sum_{i<=6} b_i(1/2) k_i times W^T) and two for the last step's end,
+    built in dth itself (see the kernels th_prep, th_coeffs), so the store is 13 numbers per component and step
+    (x_p, the 7 stages, 5 coefficients) with no other scratch."""
     M, n, cap = L.M, L.n, fwd["cap"]
-    K1 = cuda.device_array((cap, M, n), dtype=dtype)
-    MID = cuda.device_array((cap, M, n), dtype=dtype)
-    L.elem("th_prep", fwd["nst"], fwd["dk"], K1, MID)
-    Z0, WK1, WM = (cuda.device_array((cap, M, n), dtype=dtype) for _ in range(3))
-    for src, dst in ((fwd["dx"], Z0), (K1, WK1), (MID, WM)):
-        L.gemm(src.reshape(cap * M, n), dW, dst.reshape(cap * M, n), 0, 1, 0.0)
+    dth = cuda.device_array((5, cap, M, n), dtype=dtype)
+    L.elem("th_prep", fwd["nst"], fwd["dk"], dth)
+    rows = cap * M
+    L.gemm(fwd["dx"].reshape(rows, n), dW, dth[2].reshape(rows, n), 0, 1, 0.0)
+    L.gemm(dth[0].reshape(rows, n), dW, dth[3].reshape(rows, n), 0, 1, 0.0)
+    L.gemm(dth[1].reshape(rows, n), dW, dth[4].reshape(rows, n), 0, 1, 0.0)
     ZE = cuda.device_array((M, n), dtype=dtype)
     WKE = cuda.device_array((M, n), dtype=dtype)
     L.gemm(fwd["X"], dW, ZE, 0, 1, 0.0)
     L.gemm(fwd["K0"], dW, WKE, 0, 1, 0.0)
-    dth = cuda.device_array((cap, 5, M, n), dtype=dtype)
-    L.elem("th_coeffs", fwd["nst"], fwd["dt"], dU, Z0, WK1, WM, ZE, WKE, dth)
+    L.elem("th_coeffs", fwd["nst"], fwd["dt"], dU, ZE, WKE, dth)
     return dth
 
 

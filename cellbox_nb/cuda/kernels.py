@@ -260,30 +260,31 @@ def build(tile, tpb, dtype=np.float64):
             theta[c] = (ts - dt[c, p]) / hf
 
     # ---------------------------------------------------------------- tanh interpolant ----------------------
-    # The same quartic per stored step as core.forward.tanh_interpolant, built after the forward pass from three
-    # products over all stored steps (z_p = W x_p - u, W k_1 and W m_p, m_p = sum_{i<=6} b_i(1/2) k_i) instead of
-    # the CPU's stage-argument differences (equal to rounding).
+    # The same quartic per stored step as core.forward.tanh_interpolant, built after the forward pass in its own
+    # store dth (5, cap, M, n) without other scratch: rows 0 and 1 first hold k_1 and m_p = sum_{i<=6} b_i(1/2) k_i of
+    # every stored step, the products x_p W^T, k_1 W^T, m_p W^T go to rows 2, 3, 4, and th_coeffs then overwrites
+    # each step's five rows with its coefficients (one thread per component, steps in order, so a step's inputs are
+    # read before they are overwritten).  Equal to the CPU's stage-argument differences to rounding.
     @cuda.jit
-    def th_prep(nst, dk, K1, MID):
-        """K1[p] = k_1 and MID[p] = sum_{i<=6} b_i(1/2) k_i of every stored step p < nst[c] (contiguous, for the
-        products)."""
+    def th_prep(nst, dk, dth):
+        """dth[0, p] = k_1 and dth[1, p] = sum_{i<=6} b_i(1/2) k_i of every stored step p < nst[c]."""
         idx = cuda.grid(1)
         M = nst.shape[0]
-        n = K1.shape[2]
+        n = dth.shape[3]
         if idx < M * n:
             c = idx // n
             i = idx - c * n
             for p in range(nst[c]):
-                K1[p, c, i] = dk[p, 0, c, i]
+                dth[0, p, c, i] = dk[p, 0, c, i]
                 acc = 0.0
                 for q in range(NSTAGE - 1):
                     acc += BMID[q] * dk[p, q, c, i]
-                MID[p, c, i] = acc
+                dth[1, p, c, i] = acc
 
     @cuda.jit
-    def th_coeffs(nst, dt, U, Z0, WK1, WM, ZE, WKE, dth):
-        """dth[p] (5 rows): tanh(z) at the start of stored step p and its quartic's coefficients in theta, from
-        Z0 = x_p W^T, WK1 = k_1 W^T, WM = m_p W^T of every step and ZE, WKE = x, k_7 W^T of the last one's end."""
+    def th_coeffs(nst, dt, U, ZE, WKE, dth):
+        """dth[:, p]: tanh(z) at the start of stored step p and its quartic's coefficients in theta, from rows 2, 3, 4
+        = x_p W^T, k_1 W^T, m_p W^T of every step and ZE, WKE = x W^T, k_7 W^T at the last one's end."""
         idx = cuda.grid(1)
         M, n = U.shape
         if idx < M * n:
@@ -291,28 +292,30 @@ def build(tile, tpb, dtype=np.float64):
             i = idx - c * n
             u = U[c, i]
             n_st = nst[c]
-            t0 = math.tanh(Z0[0, c, i] - u) if n_st > 0 else 0.0
+            t0 = math.tanh(dth[2, 0, c, i] - u) if n_st > 0 else 0.0
             for p in range(n_st):
                 h = dt[c, p + 1] - dt[c, p]
-                z0 = Z0[p, c, i] - u
+                z0 = dth[2, p, c, i] - u
+                wk1 = dth[3, p, c, i]
+                wm = dth[4, p, c, i]
                 if p + 1 < n_st:
-                    z1 = Z0[p + 1, c, i] - u
-                    wk7 = WK1[p + 1, c, i]
+                    z1 = dth[2, p + 1, c, i] - u
+                    wk7 = dth[3, p + 1, c, i]
                 else:
                     z1 = ZE[c, i] - u
                     wk7 = WKE[c, i]
                 t1 = math.tanh(z1)
-                d0 = h * (1.0 - t0 * t0) * WK1[p, c, i]
+                d0 = h * (1.0 - t0 * t0) * wk1
                 d1 = h * (1.0 - t1 * t1) * wk7
-                tm = math.tanh(z0 + h * WM[p, c, i] + h * ZMID_K7 * wk7)
+                tm = math.tanh(z0 + h * wm + h * ZMID_K7 * wk7)
                 r1 = t1 - t0 - d0
                 r2 = d1 - d0
                 r3 = 16.0 * (tm - t0 - 0.5 * d0)
-                dth[p, 0, c, i] = t0
-                dth[p, 1, c, i] = d0
-                dth[p, 2, c, i] = -5.0 * r1 + r2 + r3
-                dth[p, 3, c, i] = 14.0 * r1 - 3.0 * r2 - 2.0 * r3
-                dth[p, 4, c, i] = -8.0 * r1 + 2.0 * r2 + r3
+                dth[0, p, c, i] = t0
+                dth[1, p, c, i] = d0
+                dth[2, p, c, i] = -5.0 * r1 + r2 + r3
+                dth[3, p, c, i] = 14.0 * r1 - 3.0 * r2 - 2.0 * r3
+                dth[4, p, c, i] = -8.0 * r1 + 2.0 * r2 + r3
                 t0 = t1
 
     @cuda.jit
@@ -338,8 +341,8 @@ def build(tile, tpb, dtype=np.float64):
                 acc += w[q] * dk[p, q, c, i]
             XS[s, c, i] = dx[p, c, i] + hstep_fwd[c] * acc
             th = theta[c]
-            TH[s, c, i] = dth[p, 0, c, i] + th * (dth[p, 1, c, i] + th * (dth[p, 2, c, i] + th * (
-                dth[p, 3, c, i] + th * dth[p, 4, c, i])))
+            TH[s, c, i] = dth[0, p, c, i] + th * (dth[1, p, c, i] + th * (dth[2, p, c, i] + th * (
+                dth[3, p, c, i] + th * dth[4, p, c, i])))
 
     @cuda.jit
     def adj_stage_lam(lam, KL, hs, s, LS):
