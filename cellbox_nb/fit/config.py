@@ -79,7 +79,7 @@ SCHEMA = {
     "atol": (1e-8, "float+", "solver absolute tolerance during training"),
     "adjoint": ("interpolating", ("interpolating", "discrete"),
                 "gradient: the continuous adjoint with its own adaptive steps (interpolating), or the exact adjoint "
-                "of the forward pass's steps (discrete: the gradient of the computed loss, about half the cost; cpu "
+                "of the forward pass's steps (discrete: the gradient of the computed loss, 0.6-0.7 of the cost; cpu "
                 "backend only)"),
     "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),
     "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often"),
