@@ -8,6 +8,7 @@ import contextlib
 import math
 
 import numpy as np
+from numba import get_num_threads
 
 from . import config
 from .core import status as st
@@ -201,9 +202,7 @@ def _workers(chunks):
     """Parallel workers of the loss-and-gradient drivers: one per Numba thread, at most one per chunk.  Each runs a
     contiguous range of the chunks (fixed by M and n alone) with one scratch store, so the results do not depend on
     this number."""
-    import numba
-
-    return max(1, min(numba.get_num_threads(), chunks))
+    return max(1, min(get_num_threads(), chunks))
 
 
 def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAULT_RTOL,

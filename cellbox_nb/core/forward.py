@@ -189,32 +189,42 @@ def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
         tanh_interpolant(PD[(p - 1) % 2], cur[2], th0, dt[p] - dt[p - 1], dz[p - 1])
 
 
+def tanh_quartic_py(h, t0, wk1, t1, wk7, tm):
+    """The coefficients a_0..a_4 of the quartic in theta through tanh(z) over one stored step of size h, for one
+    component: it matches tanh(z) and its derivative h (1 - tanh(z)^2) W k at both ends (t0, W k_1 = wk1 at the
+    start, t1, W k_7 = wk7 at the end) and tanh of the dense output at theta = 1/2 (tm).  a_0 = T0, a_1 = D0, and
+    a_2..a_4 solve [1 1 1; 2 3 4; 4 2 1] a = (T1 - T0 - D0, D1 - D0, 16 (Tm - T0 - D0/2)), whose inverse is the
+    integer matrix below.  (Plain Python on scalars: compiled here for the CPU and by cellbox_nb.cuda as a device
+    function.)"""
+    d0 = h * (1.0 - t0 * t0) * wk1
+    d1 = h * (1.0 - t1 * t1) * wk7
+    r1 = t1 - t0 - d0
+    r2 = d1 - d0
+    r3 = 16.0 * (tm - t0 - 0.5 * d0)
+    return t0, d0, -5.0 * r1 + r2 + r3, 14.0 * r1 - 3.0 * r2 - 2.0 * r3, -8.0 * r1 + 2.0 * r2 + r3
+
+
+tanh_quartic = leaf(tanh_quartic_py)
+
+
 @leaf
 def tanh_interpolant(prev, wk7, th1, h, out):
-    """The quartic in theta through tanh(z) of one stored step (size h): out (5, n) = its value at theta = 0 and
-    coefficients, tanh(z(t_p + theta h)) ~ out[0] + theta (out[1] + theta (out[2] + theta (out[3] + theta out[4]))).
-
-    It matches tanh(z) and its derivative h (1 - tanh(z)^2) W k at both ends (W k_1 from prev[2], W k_7 = wk7,
-    tanh at the end th1) and tanh(z(t_p + h/2)) in the middle, z(t_p + h/2) being the step's dense output
-    prev[0] + prev[1] + h b_7(1/2) W k_7 (see store_step).  With a = out: a_0 = T0, a_1 = D0, and a_2..a_4 solve
-    [1 1 1; 2 3 4; 4 2 1] a = (T1 - T0 - D0, D1 - D0, 16 (Tm - T0 - D0/2)), whose inverse is the integer matrix
-    below.  One tanh per component and step, instead of one per backward stage.
+    """The tanh quartic of one stored step (size h, see :func:`tanh_quartic_py`): out (5, n) = its value at
+    theta = 0 and coefficients, tanh(z(t_p + theta h)) ~ out[0] + theta (out[1] + theta (out[2] + theta (out[3] +
+    theta out[4]))).  The step's start values come from prev (see store_step: prev[3] = tanh(z_p), prev[2] = W k_1),
+    its end from th1 and wk7 = W k_7, and the middle node's z(t_p + h/2) is the step's dense output
+    prev[0] + prev[1] + h b_7(1/2) W k_7.  One tanh per component and step, instead of one per backward stage.
     """
     n = wk7.shape[0]
     for i in range(n):
-        t0 = prev[3, i]
-        t1 = th1[i]
-        d0 = h * (1.0 - t0 * t0) * prev[2, i]
-        d1 = h * (1.0 - t1 * t1) * wk7[i]
-        tm = tanh(prev[0, i] + prev[1, i] + h * ZMID_K7 * wk7[i])
-        r1 = t1 - t0 - d0
-        r2 = d1 - d0
-        r3 = 16.0 * (tm - t0 - 0.5 * d0)
-        out[0, i] = t0
-        out[1, i] = d0
-        out[2, i] = -5.0 * r1 + r2 + r3
-        out[3, i] = 14.0 * r1 - 3.0 * r2 - 2.0 * r3
-        out[4, i] = -8.0 * r1 + 2.0 * r2 + r3
+        wk = wk7[i]
+        tm = tanh(prev[0, i] + prev[1, i] + h * ZMID_K7 * wk)
+        a0, a1, a2, a3, a4 = tanh_quartic(h, prev[3, i], prev[2, i], th1[i], wk, tm)
+        out[0, i] = a0
+        out[1, i] = a1
+        out[2, i] = a2
+        out[3, i] = a3
+        out[4, i] = a4
 
 
 @leaf
