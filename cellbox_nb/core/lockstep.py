@@ -55,6 +55,97 @@ def _grow_block(dt, dx, dc, dz, cap):
     return ndt, ndx, ndc, ndz
 
 
+@leaf
+def _fwd_stage_args(s, na, act, X, K, hst, Xg):
+    """Row r of Xg = stage s's argument of running condition act[r] (forward_block).  (Leaves over the whole block:
+    row views made in the kernel would cost reference counting, about a tenth of the forward's time at n = 99.)"""
+    for r in range(na):
+        b = act[r]
+        stage_state(X[b], K[b], hst[b], s, Xg[r])
+
+
+@leaf
+def _fwd_stage_derivs(s, na, act, alpha, d, U, Zg, Xg, ZB, K, n_st, dz, TH7, store):
+    """Stage s's arguments z = W X_s - u (from the product rows Zg) and derivatives of the running conditions,
+    keeping tanh where the store needs it (STORE_STAGES: every stage, into the step's store slot; STORE_DENSE: the
+    last stage, into TH7)."""
+    n = Zg.shape[1]
+    for r in range(na):
+        b = act[r]
+        for i in range(n):
+            ZB[b, s, i] = Zg[r, i] - U[b, i]
+        if store == STORE_STAGES:
+            if s < NQUAD:
+                rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], dz[b, n_st[b], s])
+            else:
+                rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
+        elif store == STORE_DENSE and s == NSTAGE - 1:
+            rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
+        else:
+            rhs_z(alpha, d, ZB[b, s], Xg[r], K[b, s])
+
+
+@leaf
+def _fwd_accept(na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, TH1, TH7, err, store, dt, dx, dc, dz,
+                PD, n_st, k_obs, xobs, status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
+    """Error control and bookkeeping of the trial steps of the running conditions of forward_block: reject, or
+    accept (store the step, FSAL, x(t_k) at an observation time).  Xg row r holds condition act[r]'s new state."""
+    n = X.shape[1]
+    T = t_obs.shape[0]
+    dense = store == STORE_DENSE
+    stages = store == STORE_STAGES
+    for r in range(na):
+        b = act[r]
+        nfev[b] += NSTAGE - 1
+        h_step = hst[b]
+        error_estimate(K[b], h_step, err)
+        en = rms_error_norm(err, X[b], Xg[r], rtol, atol)
+        accept = en <= 1.0
+        factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
+        if not accept:
+            n_rej[b] += 1
+            rejected_last[b] = True
+            h[b] = h_step * factor
+            continue
+        t_end = t_obs[k_obs[b]] if hit[b] else t[b] + h_step
+        if dense or stages:
+            p = n_st[b]
+            if dense:
+                store_step(X[b], K[b], ZB[b], TH1[b], h_step, p, dt[b], dx[b], dc[b], dz[b], PD[b])
+            else:
+                for i in range(n):
+                    dx[b, p, i] = X[b, i]
+                    dz[b, p, 0, i] = TH1[b, i]
+            for i in range(n):
+                TH1[b, i] = TH7[b, i]
+            dt[b, p + 1] = t_end
+            n_st[b] = p + 1
+        t[b] = t_end
+        finite = True
+        for i in range(n):
+            xi = Xg[r, i]
+            X[b, i] = xi
+            K[b, 0, i] = K[b, NSTAGE - 1, i]
+            ZB[b, 0, i] = ZB[b, NSTAGE - 1, i]
+            if not np.isfinite(xi):
+                finite = False
+        n_acc[b] += 1
+        rejected_last[b] = False
+        err_prev[b] = max(en, 1e-4)
+        h_new = h_step * factor
+        if hit[b]:
+            h_new = max(h_new, h[b])
+            for i in range(n):
+                xobs[b, k_obs[b], i] = X[b, i]
+            k_obs[b] += 1
+            if k_obs[b] == T:
+                done[b] = True
+        h[b] = h_new
+        if not finite:
+            status[b] = st.NONFINITE
+            done[b] = True
+
+
 @kernel
 def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, xobs, store, dt, dx, dc, dz,
                   max_dense_steps):
@@ -137,74 +228,13 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
         if na == 0:
             break
         for s in range(1, NSTAGE):
-            for r in range(na):
-                b = act[r]
-                stage_state(X[b], K[b], hst[b], s, Xg[r])
+            _fwd_stage_args(s, na, act, X, K, hst, Xg)
             m = _gemm_rows(na)
             np.dot(Xg[:m], WT, Zg[:m])
-            for r in range(na):
-                b = act[r]
-                for i in range(n):
-                    ZB[b, s, i] = Zg[r, i] - U[b, i]
-                if stages:
-                    p = n_st[b]
-                    if s < NQUAD:
-                        rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], dz[b, p, s])
-                    else:
-                        rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
-                elif dense and s == NSTAGE - 1:
-                    rhs_z_th(alpha, d, ZB[b, s], Xg[r], K[b, s], TH7[b])
-                else:
-                    rhs_z(alpha, d, ZB[b, s], Xg[r], K[b, s])
+            _fwd_stage_derivs(s, na, act, alpha, d, U, Zg, Xg, ZB, K, n_st, dz, TH7, store)
         # Xg rows now hold each condition's last stage argument, the step's end state (FSAL)
-        for r in range(na):
-            b = act[r]
-            nfev[b] += NSTAGE - 1
-            h_step = hst[b]
-            error_estimate(K[b], h_step, err)
-            en = rms_error_norm(err, X[b], Xg[r], rtol, atol)
-            accept = en <= 1.0
-            factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
-            if not accept:
-                n_rej[b] += 1
-                rejected_last[b] = True
-                h[b] = h_step * factor
-                continue
-            t_end = t_obs[k_obs[b]] if hit[b] else t[b] + h_step
-            if dense or stages:
-                p = n_st[b]
-                if dense:
-                    store_step(X[b], K[b], ZB[b], TH1[b], h_step, p, dt[b], dx[b], dc[b], dz[b], PD[b])
-                else:
-                    for i in range(n):
-                        dx[b, p, i] = X[b, i]
-                        dz[b, p, 0, i] = TH1[b, i]
-                for i in range(n):
-                    TH1[b, i] = TH7[b, i]
-                dt[b, p + 1] = t_end
-                n_st[b] = p + 1
-            t[b] = t_end
-            X[b] = Xg[r]
-            K[b, 0] = K[b, NSTAGE - 1]
-            ZB[b, 0] = ZB[b, NSTAGE - 1]
-            n_acc[b] += 1
-            rejected_last[b] = False
-            err_prev[b] = max(en, 1e-4)
-            h_new = h_step * factor
-            if hit[b]:
-                h_new = max(h_new, h[b])
-                xobs[b, k_obs[b]] = X[b]
-                k_obs[b] += 1
-                if k_obs[b] == T:
-                    done[b] = True
-            h[b] = h_new
-            finite = True
-            for i in range(n):
-                if not np.isfinite(X[b, i]):
-                    finite = False
-            if not finite:
-                status[b] = st.NONFINITE
-                done[b] = True
+        _fwd_accept(na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, TH1, TH7, err, store, dt, dx, dc,
+                    dz, PD, n_st, k_obs, xobs, status, n_acc, n_rej, nfev, rejected_last, err_prev, done)
     for b in range(nb):
         if dense and n_st[b] > 0 and status[b] == st.SUCCESS:
             for i in range(n):
@@ -225,6 +255,98 @@ def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH
     PS[b, 0] = p
     adjoint_rhs_th(W, alpha, d, TH[b, 0], LS[b, 0], GS[b, 0], KL[b, 0])
     return p
+
+
+@leaf
+def _bwd_stage_args(s, na, act, alpha, t_obs, seg, t, hst, hit, lam, KL, LS, dt, dx, dc, dz, n_st, p, XS, TH, GS,
+                    PS, TS, Gg):
+    """Stage s of the running conditions act[:na] of backward_block up to the product: lam's stage value, x and
+    tanh(z) at the stage time from the dense store, g into GS and row r of Gg.  (A leaf over the whole block, so the
+    per-condition row views cost no reference counting: in the kernel they were a fifth of the backward's time at
+    n = 99.)"""
+    n = lam.shape[1]
+    for r in range(na):
+        b = act[r]
+        stage_state(lam[b], KL[b], hst[b], s, LS[b, s])
+        t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
+        ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
+        p[b] = _locate(dt[b], n_st[b], p[b], ts)
+        TS[b, s] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], TH[b, s])
+        PS[b, s] = p[b]
+        adjoint_g_th(alpha, TH[b, s], LS[b, s], GS[b, s])
+        for i in range(n):
+            Gg[r, i] = GS[b, s, i]
+
+
+@leaf
+def _bwd_stage_derivs(s, na, act, d, Rg, LS, KL):
+    """Stage s's derivatives d lam / d tau = W^T g - d * lam of the running conditions, from the product rows Rg."""
+    n = LS.shape[2]
+    for r in range(na):
+        b = act[r]
+        for i in range(n):
+            KL[b, s, i] = Rg[r, i] - d[i] * LS[b, s, i]
+
+
+@leaf
+def _bwd_accept(r0, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h, hst, hit, h_first, seg_start,
+                lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq, q,
+                status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
+    """Error control and bookkeeping of the trial steps of the running conditions act[r0:na] of backward_block:
+    reject, or accept (parameter integrals, FSAL, jump at an observation time, end).  Returns (r, q): r = na when
+    all are done, or the first condition whose accepted step's dL/dW terms would not fit in the buffers (nothing of
+    it done yet; the caller flushes them and calls again from r), and the buffers' new count."""
+    n = lam.shape[1]
+    for r in range(r0, na):
+        b = act[r]
+        h_step = hst[b]
+        error_estimate(KL[b], h_step, err)
+        en = rms_error_norm(err, lam[b], LS[b, NSTAGE - 1], rtol, atol[b])
+        accept = en <= 1.0
+        factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
+        if not accept:
+            nfev[b] += NSTAGE - 1
+            n_rej[b] += 1
+            rejected_last[b] = True
+            h[b] = h_step * factor
+            continue
+        if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
+            return r, q
+        nfev[b] += NSTAGE - 1
+        q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b], QA[b],
+                               QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
+        if seg_start[b]:
+            h_first[b] = h_step
+            seg_start[b] = False
+        t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
+        t[b] = t_stop if hit[b] else t[b] - h_step
+        fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], TS[b])
+        n_acc[b] += 1
+        rejected_last[b] = False
+        err_prev[b] = max(en, 1e-4)
+        h_new = h_step * factor
+        h[b] = max(h_new, h[b]) if hit[b] else h_new
+        finite = True
+        for i in range(n):
+            if not np.isfinite(lam[b, i]):
+                finite = False
+        if not finite:
+            status[b] = st.NONFINITE
+            done[b] = True
+            continue
+        if hit[b]:
+            if seg[b] == 0:
+                done[b] = True
+            else:
+                seg[b] -= 1
+                h[b] = h_first[b]
+                seg_start[b] = True
+                p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS,
+                             TS)
+                nfev[b] += 1
+                rejected_last[b] = False
+                err_prev[b] = 1.0
+    return na, q
 
 
 @kernel
@@ -291,74 +413,97 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
         if na == 0:
             break
         for s in range(1, NSTAGE):
-            for r in range(na):
-                b = act[r]
-                stage_state(lam[b], KL[b], hst[b], s, LS[b, s])
-                t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
-                ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
-                p[b] = _locate(dt[b], n_st[b], p[b], ts)
-                TS[b, s] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], TH[b, s])
-                PS[b, s] = p[b]
-                adjoint_g_th(alpha, TH[b, s], LS[b, s], GS[b, s])
-                Gg[r] = GS[b, s]
+            _bwd_stage_args(s, na, act, alpha, t_obs, seg, t, hst, hit, lam, KL, LS, dt, dx, dc, dz, n_st, p, XS, TH,
+                            GS, PS, TS, Gg)
             m = _gemm_rows(na)
             np.dot(Gg[:m], W, Rg[:m])
-            for r in range(na):
-                b = act[r]
-                for i in range(n):
-                    KL[b, s, i] = Rg[r, i] - d[i] * LS[b, s, i]
-        for r in range(na):
-            b = act[r]
-            nfev[b] += NSTAGE - 1
-            h_step = hst[b]
-            error_estimate(KL[b], h_step, err)
-            en = rms_error_norm(err, lam[b], LS[b, NSTAGE - 1], rtol, atol[b])
-            accept = en <= 1.0
-            factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
-            if not accept:
-                n_rej[b] += 1
-                rejected_last[b] = True
-                h[b] = h_step * factor
-                continue
-            if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
+            _bwd_stage_derivs(s, na, act, d, Rg, LS, KL)
+        r = 0
+        while r < na:  # stops where an accepted step's dL/dW terms would not fit in the buffers: flush, go on
+            r, q = _bwd_accept(r, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h, hst, hit, h_first,
+                               seg_start, lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG,
+                               QX, gW, galpha, gd, Gq, Xq, q, status, n_acc, n_rej, nfev, rejected_last, err_prev,
+                               done)
+            if r < na:
                 q = flush_dw(gW, Gq, Xq, q)
-            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b],
-                                   QA[b], QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
-            if seg_start[b]:
-                h_first[b] = h_step
-                seg_start[b] = False
-            t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
-            t[b] = t_stop if hit[b] else t[b] - h_step
-            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], TS[b])
-            n_acc[b] += 1
-            rejected_last[b] = False
-            err_prev[b] = max(en, 1e-4)
-            h_new = h_step * factor
-            h[b] = max(h_new, h[b]) if hit[b] else h_new
-            finite = True
-            for i in range(n):
-                if not np.isfinite(lam[b, i]):
-                    finite = False
-            if not finite:
-                status[b] = st.NONFINITE
-                done[b] = True
-                continue
-            if hit[b]:
-                if seg[b] == 0:
-                    done[b] = True
-                else:
-                    seg[b] -= 1
-                    h[b] = h_first[b]
-                    seg_start[b] = True
-                    p[b] = _jump(W, alpha, d, DL, seg[b], b, t[b], p[b], dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH,
-                                 GS, PS, TS)
-                    nfev[b] += 1
-                    rejected_last[b] = False
-                    err_prev[b] = 1.0
     for b in range(nb):
         q = finish_integrals(dt[b], dx[b], dc[b], QS[b], QA[b], QG[b], QX[b], gW, Gq, Xq, q)
     flush_dw(gW, Gq, Xq, q)
     return status, n_acc, n_rej, nfev, QS[:, 2].copy()
+
+
+@leaf
+def _dis_start(j, live, n_st, dt, t_obs, kk, DL, lam, ACC, lam_out, alpha, d, dx, dz, XR, KS, act, pp):
+    """Start iteration j of discrete_backward_block: each live condition b with a step left takes the adjoint of its
+    step n_st[b] - 1 - j (jumps added where that step ends on an observation time, stage arguments rebuilt); lists
+    them in act, their steps in pp, and returns how many."""
+    nb = lam.shape[0]
+    na = 0
+    for b in range(nb):
+        if not live[b] or j >= n_st[b]:
+            continue
+        p = n_st[b] - 1 - j
+        while kk[b] >= 0 and dt[b, p + 1] == t_obs[kk[b]]:  # the forward pass lands on each t_k exactly
+            for i in range(lam.shape[1]):
+                lam[b, i] += DL[b, kk[b], i]
+            kk[b] -= 1
+        step_adjoint_start(lam[b], ACC[b], lam_out[b])
+        stage_args(alpha, d, dt[b, p + 1] - dt[b, p], dx[b, p], dz[b, p], XR[b], KS)
+        act[na] = b
+        pp[na] = p
+        na += 1
+    return na
+
+
+@leaf
+def _dis_stage_nu(s, na, act, pp, alpha, dt, lam, ACC, dx, XR, dz, NU, Gg, galpha, gd):
+    """Stage s of the running conditions' step adjoints before the product (discrete.stage_nu), g into row r of Gg."""
+    for r in range(na):
+        b = act[r]
+        p = pp[r]
+        stage_nu(alpha, dt[b, p + 1] - dt[b, p], s, lam[b], ACC[b], dx[b, p], XR[b], dz[b, p], NU[b], Gg[r], galpha,
+                 gd)
+
+
+@leaf
+def _dis_stage_mu(r0, s, na, act, pp, d, Rg, Gg, NU, ACC, lam_out, dx, XR, gW, Gq, Xq, q):
+    """Stage s after the product (discrete.stage_mu) for the running conditions act[r0:na], and its dL/dW term
+    g_s X_s^T (into gW without buffers, else into the buffers).  Returns (r, q): r = na when done, or the first
+    condition whose term found the buffers full (its stage not done yet; the caller flushes them and calls again)."""
+    n = Rg.shape[1]
+    Q = Gq.shape[0]
+    for r in range(r0, na):
+        if Q > 0 and q == Q:
+            return r, q
+        b = act[r]
+        p = pp[r]
+        stage_mu(d, s, Rg[r], NU[b], ACC[b], lam_out[b])
+        xs = dx[b, p] if s == 0 else XR[b, s - 1]
+        if Q == 0:
+            for i in range(n):
+                gi = Gg[r, i]
+                for jj in range(n):
+                    gW[i, jj] += gi * xs[jj]
+        else:
+            for i in range(n):
+                Gq[q, i] = Gg[r, i]
+                Xq[q, i] = xs[i]
+            q += 1
+    return na, q
+
+
+@leaf
+def _dis_finish(na, act, lam, lam_out, steps, status, live):
+    """End of an iteration of discrete_backward_block: lam = dL/dx_p of each running condition."""
+    n = lam.shape[1]
+    for r in range(na):
+        b = act[r]
+        steps[b] += 1
+        for i in range(n):
+            lam[b, i] = lam_out[b, i]
+            if not np.isfinite(lam_out[b, i]):
+                status[b] = st.NONFINITE
+                live[b] = False
 
 
 @kernel
@@ -384,56 +529,21 @@ def discrete_backward_block(W, alpha, d, t_obs, DL, dt, dx, dz, n_st, run, gW, g
     steps = np.zeros(nb, dtype=np.int64)
     live = run.copy()
     q = 0
-    Q = Gq.shape[0]
     j = 0
     while True:
-        na = 0
-        for b in range(nb):
-            if not live[b] or j >= n_st[b]:
-                continue
-            p = n_st[b] - 1 - j
-            while kk[b] >= 0 and dt[b, p + 1] == t_obs[kk[b]]:  # the forward pass lands on each t_k exactly
-                lam[b] += DL[b, kk[b]]
-                kk[b] -= 1
-            step_adjoint_start(lam[b], ACC[b], lam_out[b])
-            stage_args(alpha, d, dt[b, p + 1] - dt[b, p], dx[b, p], dz[b, p], XR[b], KS)
-            act[na] = b
-            pp[na] = p
-            na += 1
+        na = _dis_start(j, live, n_st, dt, t_obs, kk, DL, lam, ACC, lam_out, alpha, d, dx, dz, XR, KS, act, pp)
         if na == 0:
             break
         for s in range(NQUAD - 1, -1, -1):
-            for r in range(na):
-                b = act[r]
-                p = pp[r]
-                stage_nu(alpha, dt[b, p + 1] - dt[b, p], s, lam[b], ACC[b], dx[b, p], XR[b], dz[b, p], NU[b],
-                         Gg[r], galpha, gd)
+            _dis_stage_nu(s, na, act, pp, alpha, dt, lam, ACC, dx, XR, dz, NU, Gg, galpha, gd)
             m = _gemm_rows(na)
             np.dot(Gg[:m], W, Rg[:m])  # rows g^T W = (W^T g)^T
-            for r in range(na):
-                b = act[r]
-                p = pp[r]
-                stage_mu(d, s, Rg[r], NU[b], ACC[b], lam_out[b])
-                xs = dx[b, p] if s == 0 else XR[b, s - 1]
-                if Q == 0:
-                    for i in range(n):
-                        gi = Gg[r, i]
-                        for jj in range(n):
-                            gW[i, jj] += gi * xs[jj]
-                else:
-                    if q == Q:
-                        q = flush_dw(gW, Gq, Xq, q)
-                    Gq[q] = Gg[r]
-                    Xq[q] = xs
-                    q += 1
-        for r in range(na):
-            b = act[r]
-            steps[b] += 1
-            lam[b] = lam_out[b]
-            for i in range(n):
-                if not np.isfinite(lam_out[b, i]):
-                    status[b] = st.NONFINITE
-                    live[b] = False
+            r = 0
+            while r < na:  # stops where the buffers are full: flush, go on
+                r, q = _dis_stage_mu(r, s, na, act, pp, d, Rg, Gg, NU, ACC, lam_out, dx, XR, gW, Gq, Xq, q)
+                if r < na:
+                    q = flush_dw(gW, Gq, Xq, q)
+        _dis_finish(na, act, lam, lam_out, steps, status, live)
         j += 1
     flush_dw(gW, Gq, Xq, q)
     return status, steps, np.zeros(nb, dtype=np.int64), NQUAD * steps, NQUAD * steps
