@@ -132,6 +132,35 @@ def _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q):
 
 
 @leaf
+def _add_moments(h, s0, s1, TS, GS, QA, fresh):
+    """QA[j] (+)= sum over the nodes s0 <= s < s1 of h b_s theta_s**j GS[s], j = 0..NPOLY (= instead of += when
+    fresh): one pass over each row of QA for the whole group (weights of the other nodes zero, so the loop body is
+    fixed and vectorises) instead of one per node."""
+    n = GS.shape[1]
+    a0 = h * B[0] if s0 <= 0 < s1 else 0.0
+    a1 = h * B[1] if s0 <= 1 < s1 else 0.0
+    a2 = h * B[2] if s0 <= 2 < s1 else 0.0
+    a3 = h * B[3] if s0 <= 3 < s1 else 0.0
+    a4 = h * B[4] if s0 <= 4 < s1 else 0.0
+    a5 = h * B[5] if s0 <= 5 < s1 else 0.0
+    for j in range(QRUN):
+        if fresh:
+            for i in range(n):
+                QA[j, i] = ((a0 * GS[0, i] + a1 * GS[1, i]) + (a2 * GS[2, i] + a3 * GS[3, i])
+                            + (a4 * GS[4, i] + a5 * GS[5, i]))
+        else:
+            for i in range(n):
+                QA[j, i] += ((a0 * GS[0, i] + a1 * GS[1, i]) + (a2 * GS[2, i] + a3 * GS[3, i])
+                             + (a4 * GS[4, i] + a5 * GS[5, i]))
+        a0 *= TS[0]
+        a1 *= TS[1]
+        a2 *= TS[2]
+        a3 *= TS[3]
+        a4 *= TS[4]
+        a5 *= TS[5]
+
+
+@leaf
 def add_step_integrals(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq, q):
     """Add one accepted backward step's parameter integrals, quadrature with the weights h * b_i on its stages.
 
@@ -156,25 +185,25 @@ def add_step_integrals(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW
         QS[2] += NQUAD
         add_dw_direct(h, B, GS, XS[0], XS[1:], gW)
     else:
-        for s in range(NQUAD):
-            c = h * B[s]
-            p = PS[s]
+        s0 = 0
+        while s0 < NQUAD:  # the step's nodes in groups of consecutive nodes from the same forward step
+            p = PS[s0]
+            s1 = s0 + 1
+            while s1 < NQUAD and PS[s1] == p:
+                s1 += 1
             if p != QS[0]:
                 q = _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
                 QS[0] = p
             k = QS[1]
-            if k < QRUN:
+            for s in range(s0, min(s1, s0 + QRUN - k)):  # the run's first QRUN nodes as they are
+                c = h * B[s]
+                r = k + s - s0
                 for i in range(n):
-                    QG[k, i] = c * GS[s, i]
-                    QX[k, i] = XS[s, i]
-            th = TS[s]
-            a = c
-            for j in range(QRUN):  # row 0: c g (for x_p); row j + 1: c theta**(j + 1) g (for dc[p, j])
-                for i in range(n):
-                    v = a * GS[s, i]
-                    QA[j, i] = v if k == 0 else QA[j, i] + v
-                a *= th
-            QS[1] = k + 1
+                    QG[r, i] = c * GS[s, i]
+                    QX[r, i] = XS[s, i]
+            _add_moments(h, s0, s1, TS, GS, QA, k == 0)
+            QS[1] = k + s1 - s0
+            s0 = s1
     for i in range(n):
         acc_a = 0.0
         acc_d = 0.0

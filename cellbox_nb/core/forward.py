@@ -88,32 +88,45 @@ def store_stages(x, TH, p, dx, dz):
 def stage_state(y, K, h, s, out):
     """out = y + h * sum_{j<s} A[s, j] K[j]: the argument of stage s (any ODE solved with this tableau).
 
-    The sum is accumulated in out, one stage j at a time (j in increasing order, as a scalar loop would), so the
-    inner loops run over components and vectorise.
+    One pass over the components, the sum taken in increasing j (as a scalar loop would); the tests on s are the
+    same for every component, so LLVM moves them out of the loop and the loop vectorises (twice as fast as one
+    pass per term at n = 7..99).  Rows j >= s of K are not read (they may hold a rejected step's non-finite values).
     """
     n = y.shape[0]
+    a0 = A[s, 0]
+    a1 = A[s, 1]
+    a2 = A[s, 2]
+    a3 = A[s, 3]
+    a4 = A[s, 4]
+    a5 = A[s, 5]
     for i in range(n):
-        out[i] = 0.0
-    for j in range(s):
-        a = A[s, j]
-        for i in range(n):
-            out[i] += a * K[j, i]
-    for i in range(n):
-        out[i] = y[i] + h * out[i]
+        acc = 0.0 + a0 * K[0, i]
+        if s > 1:
+            acc += a1 * K[1, i]
+        if s > 2:
+            acc += a2 * K[2, i]
+        if s > 3:
+            acc += a3 * K[3, i]
+        if s > 4:
+            acc += a4 * K[4, i]
+        if s > 5:
+            acc += a5 * K[5, i]
+        out[i] = y[i] + h * acc
 
 
 @leaf
 def error_estimate(K, h, err):
-    """err = h * sum_j E[j] K[j], the embedded error estimate of a step (accumulated as in stage_state)."""
-    n = err.shape[0]
-    for i in range(n):
-        err[i] = 0.0
-    for j in range(NSTAGE):
-        e = E[j]
-        for i in range(n):
-            err[i] += e * K[j, i]
-    for i in range(n):
-        err[i] = h * err[i]
+    """err = h * sum_j E[j] K[j], the embedded error estimate of a step (one pass, the sum in increasing j)."""
+    e0 = E[0]
+    e1 = E[1]
+    e2 = E[2]
+    e3 = E[3]
+    e4 = E[4]
+    e5 = E[5]
+    e6 = E[6]
+    for i in range(err.shape[0]):
+        err[i] = h * ((((((0.0 + e0 * K[0, i]) + e1 * K[1, i]) + e2 * K[2, i]) + e3 * K[3, i]) + e4 * K[4, i])
+                      + e5 * K[5, i] + e6 * K[6, i])
 
 
 @leaf
