@@ -184,7 +184,7 @@ def _lockstep_block(n):
     if config.LOCKSTEP_BLOCK > 0:
         return config.LOCKSTEP_BLOCK
     if n < config.LOCKSTEP_SMALL_BLOCK_N:
-        return 8
+        return 16
     return 4 if n < config.LOCKSTEP_BIG_BLOCK_N else 32
 
 

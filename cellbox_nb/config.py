@@ -23,12 +23,15 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
 DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "64"))  # from this n on, dL/dW by matrix products
 LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
-# conditions per lockstep block; 0: by n, 8 below n = 256, 4 up to n = 448, 32 from there.  Measured on the 2-core
-# dev machine (2 MiB L2 per core) with `python bench/lockstep_block.py` (bench/RESULTS.md, "Lockstep block size"),
-# loss+grad: n = 150 0.100 s with 8, 0.105 s with 4; n = 300 0.276 s with 4, 0.287 s with 8; n = 400 0.330 s with
-# 4, 0.416 s with 8; n = 500 0.478 s with 32, 0.564 s with 4.  While W fits in a core's cache the products gain
-# little from more rows and smaller blocks keep the block's dense store closer; once it does not, each product
-# reuses W for more conditions.  Other machines may prefer others: set CELLBOX_NB_LOCKSTEP_BLOCK.
+# conditions per lockstep block; 0: by n, 16 below n = 256, 4 up to n = 448, 32 from there.  Measured on the 2-core
+# dev machine (2 MiB L2 per core) with `python bench/lockstep_block.py` (bench/RESULTS.md, "Lockstep block size",
+# raw results/lockstep_block_run2.jsonl), loss+grad: n = 99 0.0338 s with 16, 0.0358 s with 8; n = 200 0.0936 s with
+# 16, 0.0951 s with 8; n = 300 0.201 s with 4, 0.204 s with 8; n = 400 0.238 s with 4, 0.261 s with 32; n = 500
+# 0.365 s with 32, 0.423 s with 16.  (8 below n = 256 until the lockstep kernels stopped paying reference counting
+# per condition, which made the per-condition share of a stage smaller.)  While W fits in a core's cache the
+# products gain little from more rows and smaller blocks keep the block's dense store closer; once it does not, each
+# product reuses W for more conditions.  Fewer, larger blocks also mean fewer chunks to share between threads: on
+# many-core nodes a smaller CELLBOX_NB_LOCKSTEP_BLOCK gives more.  Other machines may prefer other sizes.
 LOCKSTEP_SMALL_BLOCK_N = 256
 LOCKSTEP_BIG_BLOCK_N = 448
 LOCKSTEP_BLOCK = int(os.environ.get("CELLBOX_NB_LOCKSTEP_BLOCK", "0"))

@@ -264,6 +264,27 @@ def _grow(dt, dx, dc, dz, cap):
     return ndt, ndx, ndc, ndz
 
 
+@leaf
+def _store_dense(x, K, Zb, TH, h, p, dt, dx, dc, dz, PD):
+    """:func:`store_step` with tanh(z_p) = TH[0] (forward_one's accepted step; the row view made here, in a leaf,
+    costs no reference counting)."""
+    store_step(x, K, Zb, TH[0], h, p, dt, dx, dc, dz, PD)
+
+
+@leaf
+def _advance(x, xs, K, Zb, TH):
+    """After an accepted step of forward_one: x = xs, and the last stage's K, Zb (and TH, when kept) become the
+    next step's first (FSAL)."""
+    last = NSTAGE - 1
+    keep_th = TH.shape[1] > 0
+    for i in range(x.shape[0]):
+        x[i] = xs[i]
+        K[0, i] = K[last, i]
+        Zb[0, i] = Zb[last, i]
+        if keep_th:
+            TH[0, i] = TH[last, i]
+
+
 @kernel
 def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xobs,
                 store, dt, dx, dc, dz, max_dense_steps):
@@ -347,16 +368,13 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                     break
                 dt, dx, dc, dz = _grow(dt, dx, dc, dz, min(2 * n_st, max_dense_steps))
             if dense:
-                store_step(x, K, Zb, TH[0], h_step, n_st, dt, dx, dc, dz, PD)
+                _store_dense(x, K, Zb, TH, h_step, n_st, dt, dx, dc, dz, PD)
             else:
                 store_stages(x, TH, n_st, dx, dz)
-            TH[0] = TH[NSTAGE - 1]
             dt[n_st + 1] = t_target if hit else t + h_step
             n_st += 1
         t = t_target if hit else t + h_step
-        x[:] = xs
-        K[0] = K[NSTAGE - 1]
-        Zb[0] = Zb[NSTAGE - 1]
+        _advance(x, xs, K, Zb, TH)
         n_acc += 1
         rejected_last = False
         err_prev = max(en, 1e-4)
