@@ -113,3 +113,31 @@ def test_worker_scratch_reused_after_growth(monkeypatch, adjoint, lockstep):
     assert abs(L - Ls) <= 1e-13 * abs(Ls)
     for k in gs:
         assert _rel(g[k], gs[k]) <= 1e-12, k
+
+
+@pytest.mark.parametrize("adjoint", ["interpolating", "discrete"])
+@pytest.mark.parametrize("lockstep", [False, True])
+def test_dw_buffers_flushed_mid_block(monkeypatch, adjoint, lockstep):
+    """dL/dW terms buffered in the smallest buffers allowed (adjoint.QROWS_STEP rows: a flush every few accepted steps,
+    often between two conditions of a lockstep block, where the block's step-control leaf stops, the kernel
+    flushes and the leaf goes on) against the terms added straight into dL/dW, per condition: same steps, loss
+    1e-13 and gradient 1e-12 relative (the products sum in another order).  A term lost or added twice at a flush
+    would move dL/dW by a whole step's quadrature."""
+    from cellbox_nb.core.adjoint import QROWS_STEP
+
+    W, alpha, U, t = random_problem(17, 11, seed=6)
+    Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(3).normal(size=(11, t.size, 17))
+    kw = dict(adjoint=adjoint, full_output=True)
+    monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 10**9)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
+    L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
+    monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 1 if lockstep else 10**9)
+    monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 4)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
+    monkeypatch.setattr(config, "DEFER_DW_ROWS", 1)  # the buffers get max(1, QROWS_STEP) rows
+    L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
+    assert QROWS_STEP < 40 and i1["stats"][:, 6].sum() > 50 * QROWS_STEP  # many flushes
+    assert np.array_equal(i1["stats"][:, :6], i0["stats"][:, :6])
+    assert abs(L1 - L0) <= 1e-13 * abs(L0)
+    for k in ("W", "alpha", "d"):
+        assert _rel(g1[k], g0[k]) <= 1e-12, k
