@@ -22,7 +22,7 @@ from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_inte
                       finish_integrals, fsal_rows, grad_outputs, observation_loss, worker_scratch)
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
-from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xth, error_estimate,
+from .forward import (NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xth, error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
 from .quadrature import flush_dw
 from .rhs import adjoint_g_th, adjoint_rhs_th, rhs_z, rhs_z_th
@@ -158,7 +158,6 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
     (nb, S, 6, n)), one row per condition (S >= every n_st).
     """
     nb, n = U.shape
-    T = t_obs.shape[0]
     X = np.zeros((nb, n))
     K = np.empty((nb, NSTAGE, n))
     ZB = np.empty((nb, NSTAGE, n))
@@ -290,8 +289,8 @@ def _bwd_stage_derivs(s, na, act, d, Rg, LS, KL):
 
 @leaf
 def _bwd_accept(r0, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h, hst, hit, h_first, seg_start,
-                lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq, q,
-                status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
+                lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq,
+                q, status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
     """Error control and bookkeeping of the trial steps of the running conditions act[r0:na] of backward_block:
     reject, or accept (parameter integrals, FSAL, jump at an observation time, end).  Returns (r, q): r = na when
     all are done, or the first condition whose accepted step's dL/dW terms would not fit in the buffers (nothing of
