@@ -117,16 +117,9 @@ def stage_state(y, K, h, s, out):
 @leaf
 def error_estimate(K, h, err):
     """err = h * sum_j E[j] K[j], the embedded error estimate of a step (one pass, the sum in increasing j)."""
-    e0 = E[0]
-    e1 = E[1]
-    e2 = E[2]
-    e3 = E[3]
-    e4 = E[4]
-    e5 = E[5]
-    e6 = E[6]
     for i in range(err.shape[0]):
-        err[i] = h * ((((((0.0 + e0 * K[0, i]) + e1 * K[1, i]) + e2 * K[2, i]) + e3 * K[3, i]) + e4 * K[4, i])
-                      + e5 * K[5, i] + e6 * K[6, i])
+        err[i] = h * ((((((0.0 + E[0] * K[0, i]) + E[1] * K[1, i]) + E[2] * K[2, i]) + E[3] * K[3, i])
+                       + E[4] * K[4, i]) + E[5] * K[5, i] + E[6] * K[6, i])
 
 
 @leaf
