@@ -283,15 +283,16 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)
+    backend = _backend(backend)
     # floats per component and step: x, 4 + 5 coefficients (interpolating) or x and tanh at the 6 stages; the cuda
     # backend keeps x_p, the 7 stages and the tanh quartic's 5 coefficients
     if discrete:
         per_step = STAGE_STORE_FLOATS
     else:
-        per_step = 1 + NSTAGE + NPOLY + 1 if _backend(backend) == "cuda" else 2 * NPOLY + 2
+        per_step = 1 + NSTAGE + NPOLY + 1 if backend == "cuda" else 2 * NPOLY + 2
     max_dense_steps = max(1, int(max_dense_bytes // (8 * per_step * n + 16)))
     dense_init = min(config.DENSE_INITIAL_STEPS, max_dense_steps)
-    if _backend(backend) == "cuda":
+    if backend == "cuda":
         from .cuda import loss_grad_cuda
 
         loss_c, gW, galpha, gd, X, status, stats = loss_grad_cuda(
