@@ -16,6 +16,7 @@ from .core.adjoint import ADJOINT_DISCRETE, ADJOINT_INTERPOLATING, LOSS_MAE, LOS
 from .core.discrete import STAGE_STORE_FLOATS
 from .core.forward import NPOLY, NSTAGE, solve_batch
 from .core.lockstep import loss_grad_lockstep, solve_lockstep
+from .core.quadrature import ordered_sum
 from .errors import ConfigError, InputDataError, NumericalError
 
 BACKENDS = ("cpu", "cuda")
@@ -349,7 +350,4 @@ def _single_threaded_blas(active):
 
 
 def _ordered_sum(chunks):
-    out = chunks[0].copy()
-    for c in range(1, chunks.shape[0]):
-        out += chunks[c]
-    return out
+    return ordered_sum(np.ascontiguousarray(chunks))

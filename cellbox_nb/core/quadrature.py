@@ -32,3 +32,17 @@ def flush_dw(gW, Gq, Xq, q):
     if q > 0:
         gW += np.dot(Gq[:q].T, Xq[:q])
     return 0
+
+
+@kernel
+def ordered_sum(chunks):
+    """sum over the first axis of chunks (C, ...) in chunk order, chunks[0] + chunks[1] + ... elementwise (the
+    per-chunk gradient accumulators; the order is fixed, so the sum does not depend on the thread count).  Compiled
+    because at small n there is one chunk per condition and a Python loop over them cost 26 us (n = 7, 30
+    conditions) to 110 us (n = 19, 120) a call."""
+    flat = chunks.reshape(chunks.shape[0], -1)
+    out = flat[0].copy()
+    for c in range(1, flat.shape[0]):
+        for i in range(out.shape[0]):
+            out[i] += flat[c, i]
+    return out.reshape(chunks.shape[1:])
