@@ -5,7 +5,7 @@ right-hand-side counts do not depend on timing); the work implies
 
 * flops: 2 n^2 per condition and right-hand side of the forward pass (W x) and of the backward pass (W^T g), and
   2 n^2 per rank-one term g x^T of the dL/dW quadrature (counted by the solver: six per accepted backward step, or
-  fewer where it groups them per forward step, n >= 64);
+  fewer where it groups them per forward step, n >= 24);
 * tanh evaluations: n per right-hand side of the forward pass, and n per accepted forward step for the middle node
   of the tanh interpolant the forward pass stores; the backward pass evaluates none (it reads tanh(z) from that
   store);

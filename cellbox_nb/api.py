@@ -237,7 +237,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     precision : as in :func:`solve`.
     full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 7): forward accepted,
         rejected, RHS evaluations, then the same for the backward pass, then the rank-one terms g x^T the dL/dW
-        quadrature added (six per accepted backward step, fewer from n = 64 where they are grouped per forward
+        quadrature added (six per accepted backward step, fewer from n = 24 where they are grouped per forward
         step; with adjoint="discrete": the forward's accepted steps, 0, six products W^T g and six terms per step).
 
     Returns

@@ -21,7 +21,12 @@ MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the conditio
 # Gradient accumulators: conditions are grouped into fixed chunks (depending only on M and n, never on the
 # thread count), each chunk sums its conditions in order, then chunks are summed in order.
 GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumulators
-DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "64"))  # from this n on, dL/dW by matrix products
+# From this n on, the dL/dW quadrature terms are buffered (grouped per forward step) and added by matrix products;
+# below it, six rank-one terms per backward step go straight into gW.  Measured on the 2-core dev machine (bench/
+# RESULTS.md, "Seventh session"; in-process interleaved A/B of the two settings, M = 100, T = 5), loss + gradient
+# with buffers against without: n = 13 +7 %, 19 +3 %, 24 -2 %, 32 -5 %, 40 -10 %, 48 -11 %, 63 -13 % (the discrete
+# adjoint: 19 -2 %, 24 -2 %, 40 -5 %).  (64 until this session, when the per-condition kernels got cheaper stages.)
+DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "24"))
 LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
 # conditions per lockstep block; 0: by n, 16 below n = 256, 4 up to n = 448, 32 from there.  Measured on the 2-core
 # dev machine (2 MiB L2 per core) with `python bench/lockstep_block.py` (bench/RESULTS.md, "Lockstep block size",
