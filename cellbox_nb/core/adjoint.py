@@ -27,10 +27,11 @@ from .._jit import driver, kernel, leaf
 from . import status as st
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import discrete_backward_one
-from .forward import NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_STAGES, dense_eval_xth, error_estimate, forward_one
+from .forward import (NPOLY, NQUAD, NSTAGE, STORE_DENSE, STORE_STAGES, dense_eval_xth, error_estimate, forward_one,
+                      stage_state)
 from .quadrature import add_dw_direct, flush_dw
 from .rhs import adjoint_rhs_th, rmatvec
-from .tableau import A, B, C
+from .tableau import B, C
 
 LOSS_MAE = 0
 LOSS_MSE = 1
@@ -232,37 +233,19 @@ def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_s
 
     Stage s sits at t - C[s] h_step (exactly t_stop for the last stage of a step that lands on it); x and tanh(z)
     there come from the forward dense store.  Fills rows 1..6; returns the dense-store step index of the last stage.
-    (One leaf call per step, so the row views below cost no reference counting.)  The stage sum, the dense output
-    and g are written out here with the operations of stage_state, dense_eval_xth and adjoint_g_th (results bitwise
-    the same) instead of called: at n = 7 the calls cost more than their loops (loss + gradient 8-12 % faster at
-    n = 7, 3-6 % at n = 19; bench/RESULTS.md).
+    (One leaf call per step, so the row views below cost no reference counting.)  The dense output and g are
+    written out here with the operations of dense_eval_xth and adjoint_rhs_th (results bitwise the same) instead of
+    called: at n = 7 the calls cost more than their loops (loss + gradient 9 % faster at n = 7, 6 % at n = 19;
+    bench/RESULTS.md, seventh session).
     """
     n = lam.shape[0]
     for s in range(1, NSTAGE):
         ts = t_stop if (hit and C[s] == 1.0) else t - C[s] * h_step
         p = _locate(dt, n_st, p, ts)
-        th = (ts - dt[p]) / (dt[p + 1] - dt[p])
+        th = (ts - dt[p]) / (dt[p + 1] - dt[p])  # as dense_eval_xth
         TS[s] = th
         PS[s] = p  # stage s's x came from forward step p at theta TS[s] (for the dL/dW quadrature)
-        a0 = A[s, 0]
-        a1 = A[s, 1]
-        a2 = A[s, 2]
-        a3 = A[s, 3]
-        a4 = A[s, 4]
-        a5 = A[s, 5]
-        for i in range(n):  # stage_state's operations
-            acc = 0.0 + a0 * KL[0, i]
-            if s > 1:
-                acc += a1 * KL[1, i]
-            if s > 2:
-                acc += a2 * KL[2, i]
-            if s > 3:
-                acc += a3 * KL[3, i]
-            if s > 4:
-                acc += a4 * KL[4, i]
-            if s > 5:
-                acc += a5 * KL[5, i]
-            LS[s, i] = lam[i] + h_step * acc
+        stage_state(lam, KL, h_step, s, LS[s])
         for i in range(n):
             XS[s, i] = dx[p, i] + th * (dc[p, 0, i] + th * (dc[p, 1, i] + th * (dc[p, 2, i] + th * dc[p, 3, i])))
         for i in range(n):
