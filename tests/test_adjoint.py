@@ -134,6 +134,29 @@ def test_bitwise_identical_across_thread_counts(monkeypatch, defer_min_n):
     assert outs[0] == outs[1] and len(outs[0]) > 0
 
 
+def test_chunk_sum_is_in_chunk_order():
+    """The per-chunk gradient accumulators are summed chunks[0] + chunks[1] + ... elementwise (compiled loop), bitwise
+    the sequential Python sum; the data make the order matter (a reversed sum differs), so another order fails."""
+    from cellbox_nb.core.quadrature import ordered_sum
+
+    rng = np.random.default_rng(3)
+    chunks = rng.standard_normal((40, 6, 5)) * 10.0 ** rng.integers(-8, 9, size=(40, 6, 5))
+    ref = chunks[0].copy()
+    for c in range(1, chunks.shape[0]):
+        ref += chunks[c]
+    rev = chunks[-1].copy()
+    for c in range(chunks.shape[0] - 2, -1, -1):
+        rev += chunks[c]
+    assert not np.array_equal(rev, ref)
+    assert np.array_equal(ordered_sum(chunks), ref)
+    rows = np.ascontiguousarray(chunks[:, 0, :])  # the (chunks, n) accumulators of alpha and d
+    ref_rows = rows[0].copy()
+    for c in range(1, rows.shape[0]):
+        ref_rows += rows[c]
+    assert np.array_equal(ordered_sum(rows), ref_rows)
+    assert np.array_equal(ordered_sum(chunks[:1]), chunks[0])
+
+
 def test_buffered_dW_products_match_direct_updates(monkeypatch):
     """The buffered dL/dW (matrix products of up to DEFER_DW_ROWS terms, the nodes of long runs in one forward step
     regrouped through its dense output) is the same sum in another order: equal to rounding (1e-13 relative), and
