@@ -37,10 +37,9 @@ def flush_dw(gW, Gq, Xq, q):
 @kernel
 def ordered_sum(chunks):
     """Sum over the first axis of chunks (C, ...), C-contiguous, in chunk order, chunks[0] + chunks[1] + ...
-    elementwise (the
-    per-chunk gradient accumulators; the order is fixed, so the sum does not depend on the thread count).  Compiled
-    because at small n there is one chunk per condition and a Python loop over them cost 26 us (n = 7, 30
-    conditions) to 110 us (n = 19, 120) a call."""
+    elementwise (the per-chunk gradient accumulators; the order is fixed, so the sum does not depend on the thread
+    count).  Compiled because at small n there is one chunk per condition and a Python loop over them cost 26 us
+    (n = 7, 30 conditions) to 110 us (n = 19, 120) a call."""
     flat = chunks.reshape(chunks.shape[0], -1)
     out = flat[0].copy()
     for c in range(1, flat.shape[0]):
