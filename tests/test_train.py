@@ -57,6 +57,7 @@ def test_unknown_key_names_the_closest_valid_one(key, hint):
     ({"lr": -1}, "lr"), ({"epochs": 0}, "epochs"), ({"loss": "huber"}, "loss"), ({"epochs": "many"}, "epochs"),
     ({"val_frac": 0.6, "test_frac": 0.5}, "val_frac"), ({"learn_alpha": "maybe"}, "learn_alpha"),
     ({"adjoint": "backsolve"}, "adjoint"), ({"adjoint": "discrete", "backend": "cuda"}, "cpu backend only"),
+    ({"adjoint_rtol": 0}, "adjoint_rtol"), ({"adjoint": "discrete", "adjoint_rtol": 1e-5}, "adjoint_rtol"),
 ])
 def test_bad_values(layer, match):
     with pytest.raises(ConfigError, match=match):
@@ -270,6 +271,26 @@ def test_init_params_start_the_fit_where_given(tmp_path):
         with pytest.raises(ConfigError, match=needle):
             train(ds, cfg, tmp_path / "bad.h5", init_params=bad)
         assert not (tmp_path / "bad.h5").exists()  # refused before anything is written
+
+
+def test_adjoint_rtol_reaches_the_gradient(tmp_path):
+    """Config key adjoint_rtol: unset, the fit's history is bitwise that of adjoint_rtol = rtol (the default); a
+    looser one changes the gradients (the grad_norm column), by about the backward pass's error (under 1e-3
+    relative at 1e-3 here)."""
+    from cellbox_nb.data.dataset import simulate
+    from cellbox_nb.data.network import load_network
+    from cellbox_nb.fit.store import read_fit
+    from cellbox_nb.fit.train import train
+
+    ds = simulate(load_network("LI"), conditions=12, times=3, noise=0.0, seed=4)
+    runs = {}
+    for tag, extra in [("unset", {}), ("rtol", {"adjoint_rtol": 1e-6}), ("loose", {"adjoint_rtol": 1e-3})]:
+        cfg = resolve({"epochs": 3, "checkpoint_seconds": 1e9, "n_val": 2, "n_test": 2, "rtol": 1e-6, **extra})
+        train(ds, cfg, tmp_path / f"{tag}.h5")
+        runs[tag] = read_fit(tmp_path / f"{tag}.h5")["history"]["grad_norm"]
+    assert np.array_equal(runs["unset"], runs["rtol"])
+    assert not np.array_equal(runs["unset"], runs["loose"])
+    assert np.max(np.abs(runs["loose"] / runs["unset"] - 1.0)) < 1e-3
 
 
 def test_a_fresh_fit_removes_stale_temporaries_of_its_output(tmp_path):

@@ -220,7 +220,8 @@ class Trainer:
         try:
             L, g = self._loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
                                        rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask,
-                                       backend=cfg["backend"], adjoint=cfg["adjoint"])
+                                       backend=cfg["backend"], adjoint=cfg["adjoint"],
+                                       adjoint_rtol=cfg["adjoint_rtol"])
         except SolveError:
             return math.nan, None
         keys = self._free_keys()
