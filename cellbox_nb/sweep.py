@@ -20,7 +20,8 @@ Rows are ``base | fit | grid point`` in the order fits x grid (without ``fits``,
 is written.
 
 Row ``i`` writes one results file ``fit-IIII-HHHHHHHHHH.h5`` (the index and a hash of the resolved config and data
-source) in the output folder.  A row is *done* when that file is complete with a final status (``finished``,
+source; keys in ``fit.config.LATE_KEYS`` are left out while at their default, so adding a key renames no row) in
+the output folder.  A row is *done* when that file is complete with a final status (``finished``,
 ``early_stopped`` or ``numerical_failure``: the file's own completion marker, read by
 :func:`cellbox_nb.fit.store.read_fit`); a rerun skips done rows and resumes the others from their last checkpoint,
 so killing a sweep and running it again redoes only unfinished work and ends with the same bits.  A numerical
@@ -45,7 +46,7 @@ import time
 import warnings
 
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, Interrupted, NumericalError
-from .fit.config import load_config_file, resolve
+from .fit.config import DEFAULTS, LATE_KEYS, load_config_file, resolve
 from .fit.store import read_fit
 from .fit.threads import cores_available, limit_threads
 
@@ -116,7 +117,8 @@ def expand(spec, where="sweep spec"):
 
 
 def _row(index, cfg, data):
-    key = json.dumps({"config": cfg, "data": data}, sort_keys=True)
+    hashed = {k: v for k, v in cfg.items() if not (k in LATE_KEYS and v == DEFAULTS[k])}
+    key = json.dumps({"config": hashed, "data": data}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return {"index": index, "id": f"{index:04d}-{digest}", "file": f"fit-{index:04d}-{digest}.h5",
             "config": cfg, "data": data}

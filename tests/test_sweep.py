@@ -277,3 +277,19 @@ def test_spec_rows_order_and_varying_keys():
     # the file name depends on the row's resolved config: a changed value is a different file
     assert expand({"fits": [{"lr": 0.1}]})[0]["file"] != expand({"fits": [{"lr": 0.2}]})[0]["file"]
     assert expand({"fits": [{"lr": 0.1}]})[0]["file"] == expand({"fits": [{"lr": 0.1, "epochs": 3000}]})[0]["file"]
+
+
+def test_row_names_do_not_change_when_a_config_key_is_added():
+    """A key added later (fit.config.LATE_KEYS) is left out of a row's hash while at its default, so a sweep folder
+    written before it existed keeps its file names; set to another value, it names another file."""
+    import hashlib
+
+    from cellbox_nb.fit.config import DEFAULTS, LATE_KEYS
+
+    row = expand({"fits": [{"lr": 0.1}]})[0]
+    old_cfg = {k: v for k, v in row["config"].items() if k not in LATE_KEYS}  # the config as an older version had it
+    old_key = json.dumps({"config": old_cfg, "data": None}, sort_keys=True)
+    assert row["file"] == f"fit-0000-{hashlib.sha256(old_key.encode()).hexdigest()[:10]}.h5"
+    assert "adjoint_rtol" in LATE_KEYS and DEFAULTS["adjoint_rtol"] is None
+    assert expand({"fits": [{"lr": 0.1, "adjoint_rtol": 1e-5}]})[0]["file"] != row["file"]
+

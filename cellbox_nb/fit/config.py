@@ -91,6 +91,11 @@ SCHEMA = {
 
 DEFAULTS = {k: v[0] for k, v in SCHEMA.items()}
 
+# Keys added after sweep row names (cellbox_nb.sweep: a hash of the resolved config) were first written: left out of
+# that hash while at their default, so a sweep folder written before a key existed keeps its row names and a rerun
+# after an upgrade still finds its finished rows.  Append every key added from now on.
+LATE_KEYS = ("adjoint_rtol",)
+
 
 # Names users bring from CellBox's configs (TF/PyTorch, CellBox.jl) and from common training tools, for the hint
 # of an unknown key (spelling distance alone would suggest lr_step for learning_rate).  Only hints: nothing is
