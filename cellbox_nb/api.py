@@ -32,18 +32,25 @@ class SolveError(NumericalError):
         self.status = np.asarray(status)
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
 def _array(name, value, ndim, shape=None, allow_nan=False):
+    """``value`` as a C-contiguous, writeable float64 array (no copy when it is one already: the kernels only read
+    their inputs), checked for dimensions, shape and (unless allow_nan) non-finite entries."""
     try:
-        arr = np.array(value, dtype=np.float64, order="C", copy=True)
+        arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputDataError(f"{name}: must be a numeric array") from None
+    if not (arr.flags.c_contiguous and arr.flags.writeable):  # (read-only arrays would make Numba compile the
+        arr = np.array(arr, order="C")                       # kernels again for another argument type)
     if arr.ndim != ndim:
         raise InputDataError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}")
     if shape is not None:
         for axis, (got, want) in enumerate(zip(arr.shape, shape)):
             if want is not None and got != want:
                 raise InputDataError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
-    if not allow_nan and not np.all(np.isfinite(arr)):
+    if not allow_nan and not np.isfinite(arr).all():
         raise InputDataError(f"{name}: contains NaN or Inf")
     return arr
 
@@ -82,8 +89,8 @@ def _model_arrays(W, alpha, U, t, decay):
         raise InputDataError("t: needs at least one observation time")
     if t[0] <= 0.0:
         raise InputDataError(f"t: observation times must be positive (x(0) = 0 is the start), got t[0] = {t[0]}")
-    if np.any(np.diff(t) <= 0.0):
-        k = int(np.flatnonzero(np.diff(t) <= 0.0)[0])
+    if (t[1:] <= t[:-1]).any():
+        k = int(np.flatnonzero(t[1:] <= t[:-1])[0])
         raise InputDataError(f"t: observation times must be strictly increasing (t[{k}] = {t[k]} >= "
                              f"t[{k + 1}] = {t[k + 1]})")
     d = np.ones(n) if decay is None else _array("decay", decay, 1, (n,))
@@ -93,8 +100,8 @@ def _model_arrays(W, alpha, U, t, decay):
 def _solver_options(rtol, atol, max_steps, h0, pi_beta):
     rtol = _positive("rtol", rtol)
     atol = _positive("atol", atol)
-    if rtol < 100 * np.finfo(float).eps:
-        raise ConfigError(f"rtol: {rtol} is below what float64 can resolve (use >= {100 * np.finfo(float).eps:.1e})")
+    if rtol < 100 * _EPS:
+        raise ConfigError(f"rtol: {rtol} is below what float64 can resolve (use >= {100 * _EPS:.1e})")
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ConfigError(f"max_steps: must be a positive integer, got {max_steps!r}")
     h0 = 0.0 if h0 is None else _positive("h0", h0)
@@ -160,7 +167,7 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
                                                   _lockstep_blocks(M, n), _lockstep_block(n))
         else:
             X, status, stats = solve_batch(W, alpha, d, U, t, rtol, atol, h0, max_steps, pi_beta)
-    if on_failure == "raise" and np.any(status != st.SUCCESS):
+    if on_failure == "raise" and (status != st.SUCCESS).any():
         raise SolveError(f"solve failed: {st.describe(status)}", status)
     if full_output:
         return X, {"status": status, "stats": stats}
@@ -319,7 +326,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)
-    if np.any(status != st.SUCCESS):
+    if (status != st.SUCCESS).any():
         raise SolveError(f"loss_and_grad failed: {st.describe(status)}", status)
     total = 0.0
     for v in loss_c:  # condition order, so the value does not depend on threads
@@ -350,4 +357,6 @@ def _single_threaded_blas(active):
 
 
 def _ordered_sum(chunks):
+    if chunks.shape[0] == 1:  # one chunk (one condition, or a large n): nothing to add
+        return chunks[0].copy()
     return ordered_sum(np.ascontiguousarray(chunks))

@@ -207,3 +207,30 @@ def test_dense_store_interpolates_x_and_tanh(name):
                 assert np.max(np.abs(x - dx[p + 1])) <= 1e-12 * max(1.0, np.max(np.abs(x)))
                 assert np.max(np.abs(th - dz[p + 1, 0])) <= 1e-12
                 assert np.max(np.abs(dend[p] - dstart[p + 1])) <= 1e-9 * dscale
+
+
+def test_input_layouts_give_the_same_bits_and_inputs_stay_unchanged():
+    """Inputs are used in place when they are C-contiguous, writeable float64 (no copy), and copied otherwise
+    (Fortran order, read-only, views, integer t): every layout gives bitwise the same solution and gradient, and no
+    input is modified."""
+    W, alpha, U, t = random_problem(9, 6, seed=11)
+    Y = cb.solve(0.9 * W, alpha, U, t)
+    X0 = cb.solve(W, alpha, U, t)
+    L0, g0 = cb.loss_and_grad(W, alpha, U, t, Y)
+    frozen = [a.copy() for a in (W, alpha, U, t, Y)]
+    ro = [a.copy() for a in (W, alpha, U, t, Y)]
+    for a in ro:
+        a.setflags(write=False)
+    variants = [
+        (np.asfortranarray(W), alpha, np.asfortranarray(U), t, np.asfortranarray(Y)),
+        tuple(ro),
+        (np.hstack([W, W])[:, :9], alpha[::1], U.T.copy().T, t, Y),
+    ]
+    for Wv, av, Uv, tv, Yv in variants:
+        assert np.array_equal(cb.solve(Wv, av, Uv, tv), X0)
+        L, g = cb.loss_and_grad(Wv, av, Uv, tv, Yv)
+        assert L == L0 and np.array_equal(g["W"], g0["W"]) and np.array_equal(g["alpha"], g0["alpha"])
+    for a, b in zip((W, alpha, U, t, Y), frozen):
+        assert np.array_equal(a, b)
+    t_int = np.arange(1, 6)  # integer observation times are converted
+    assert np.array_equal(cb.solve(W, alpha, U, t_int), cb.solve(W, alpha, U, t_int.astype(float)))
