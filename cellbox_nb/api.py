@@ -12,7 +12,9 @@ from numba import get_num_threads
 
 from . import config
 from .core import status as st
-from .core.adjoint import ADJOINT_DISCRETE, ADJOINT_INTERPOLATING, LOSS_MAE, LOSS_MSE, QROWS_STEP, loss_grad_batch
+from .core.adjoint import (ADJOINT_DISCRETE, ADJOINT_INTERPOLATING, ADJOINT_INTERPOLATING8, LOSS_MAE, LOSS_MSE,
+                           QROWS_STEP, loss_grad_batch)
+from .core.adjoint8 import QROWS_STEP8
 from .core.discrete import STAGE_STORE_FLOATS
 from .core.forward import NPOLY, NSTAGE, solve_batch
 from .core.lockstep import loss_grad_lockstep, solve_lockstep
@@ -22,6 +24,7 @@ from .errors import ConfigError, InputDataError, NumericalError
 BACKENDS = ("cpu", "cuda")
 LOSSES = {"mae": LOSS_MAE, "mse": LOSS_MSE}
 ADJOINTS = ("interpolating", "discrete")
+ADJOINT_INTEGRATORS = ("auto", "dop853", "tsit5")
 
 
 class SolveError(NumericalError):
@@ -217,7 +220,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
                   atol=config.DEFAULT_ATOL, backend="cpu", decay=None, adjoint_rtol=None, adjoint_atol=None,
                   w_mask=None, max_steps=config.MAX_STEPS, h0=None, pi_beta=0.0,
                   max_dense_bytes=config.MAX_DENSE_BYTES, full_output=False, precision="float64",
-                  adjoint="interpolating", **options):
+                  adjoint="interpolating", adjoint_integrator="auto", **options):
     """Loss between the model's x(t_k) and data Y, and its gradient by the continuous adjoint (or, if asked, the
     discrete adjoint of the forward pass's steps).
 
@@ -237,6 +240,11 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     adjoint_rtol, adjoint_atol : tolerances of the interpolating backward pass (default: rtol, and per condition
         adjoint_rtol * max |dl/dx(t_k)|, the scale of the adjoint, so the gradient's relative accuracy is about
         adjoint_rtol); not accepted with adjoint="discrete".
+    adjoint_integrator : what integrates lam in the interpolating adjoint: "dop853" (8th order, 12 stages a step),
+        "tsit5", or "auto" (default): dop853 on the cpu backend below n = config.LOCKSTEP_MIN_N (64), where it takes
+        about 25 % less time for the same or a smaller gradient error, tsit5 from there (where conditions step in
+        lockstep blocks, which run tsit5) and on cuda.  "dop853" on the cpu at a larger n runs the conditions one
+        by one instead of in blocks; cuda has tsit5 only.  Not accepted with adjoint="discrete".
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition (10n + 1 numbers a step on the
         cpu, 13n on cuda, 7n + 1 with adjoint="discrete"); a condition that needs more steps ends with status
@@ -244,8 +252,9 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     precision : as in :func:`solve`.
     full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 7): forward accepted,
         rejected, RHS evaluations, then the same for the backward pass, then the rank-one terms g x^T the dL/dW
-        quadrature added (six per accepted backward step, fewer from n = 24 where they are grouped per forward
-        step; with adjoint="discrete": the forward's accepted steps, 0, six products W^T g and six terms per step).
+        quadrature added (six per accepted backward step with tsit5, eight with dop853, fewer from n = 24 where
+        they are grouped per forward step; with adjoint="discrete": the forward's accepted steps, 0, six products
+        W^T g and six terms per step).
 
     Returns
     -------
@@ -267,6 +276,14 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     if discrete and (adjoint_rtol is not None or adjoint_atol is not None):
         raise ConfigError("adjoint_rtol/adjoint_atol: the discrete adjoint has no tolerances of its own (it "
                           "follows the forward pass's steps); leave them unset or use adjoint='interpolating'")
+    if adjoint_integrator not in ADJOINT_INTEGRATORS:
+        raise ConfigError(f"adjoint_integrator: must be one of {', '.join(ADJOINT_INTEGRATORS)}, "
+                          f"got {adjoint_integrator!r}")
+    if discrete and adjoint_integrator != "auto":
+        raise ConfigError("adjoint_integrator: the discrete adjoint follows the forward pass's Tsit5 steps and has "
+                          "no integrator of its own; leave it unset or use adjoint='interpolating'")
+    if backend == "cuda" and adjoint_integrator == "dop853":
+        raise ConfigError("adjoint_integrator: the cuda backend integrates lam with tsit5 only")
     if loss not in LOSSES:
         raise ConfigError(f"loss: must be one of {', '.join(LOSSES)}, got {loss!r}")
     if mask is None:
@@ -308,21 +325,28 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
             max_dense_steps=max_dense_steps, dtype=_precision(precision, backend))
     else:
         _precision(precision, backend)
-        # one accepted backward step may hand on up to QROWS_STEP terms, so the buffers hold at least that many
-        defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP) if n >= config.DEFER_DW_MIN_N else 0
+        # one accepted backward step may hand on up to QROWS_STEP (QROWS_STEP8) terms, so the buffers hold at
+        # least that many
+        defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP, QROWS_STEP8) if n >= config.DEFER_DW_MIN_N else 0
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
-        if n >= config.LOCKSTEP_MIN_N:
+        lockstep = n >= config.LOCKSTEP_MIN_N and adjoint_integrator != "dop853"
+        if discrete:
+            kind = ADJOINT_DISCRETE
+        elif adjoint_integrator == "tsit5" or (adjoint_integrator == "auto" and lockstep):
+            kind = ADJOINT_INTERPOLATING
+        else:
+            kind = ADJOINT_INTERPOLATING8
+        if lockstep:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
                 chunks = _lockstep_blocks(M, n)
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
-                    *args, chunks, dense_init, max_dense_steps, defer_rows, _lockstep_block(n),
-                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING, _workers(chunks))
+                    *args, chunks, dense_init, max_dense_steps, defer_rows, _lockstep_block(n), kind,
+                    _workers(chunks))
         else:
             with _single_threaded_blas(defer_rows > 0):
                 chunks = _grad_chunks(M, n)
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
-                    *args, chunks, dense_init, max_dense_steps, defer_rows,
-                    ADJOINT_DISCRETE if discrete else ADJOINT_INTERPOLATING, _workers(chunks))
+                    *args, chunks, dense_init, max_dense_steps, defer_rows, kind, _workers(chunks))
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)

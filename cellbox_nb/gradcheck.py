@@ -48,7 +48,7 @@ def _jvp_fsens(W, alpha, U, t, Y, maskf, loss, V, va):
 
 
 def run_gradcheck(W, alpha, U, t, Y, *, mask=None, loss="mae", directions=3, seed=0, rtol=1e-10, atol=1e-10,
-                  grad_fn=None, adjoint="interpolating"):
+                  grad_fn=None, adjoint="interpolating", adjoint_integrator="auto"):
     """Check the adjoint gradient at (W, alpha) on data Y; returns a dict of results.
 
     Parameters
@@ -56,7 +56,7 @@ def run_gradcheck(W, alpha, U, t, Y, *, mask=None, loss="mae", directions=3, see
     W (n, n), alpha (n,), U (M, n), t (T,), Y (M, T, n), mask (M, T, n) bool : the problem.
     loss : "mae" or "mse" (the Taylor test always uses "mse").
     directions : number of random directions.   rtol, atol : tolerances of the gradient under test.
-    adjoint : loss_and_grad's adjoint, "interpolating" or "discrete".
+    adjoint, adjoint_integrator : loss_and_grad's options of these names.
     grad_fn : optional replacement for the gradient under test, ``grad_fn(W, alpha, loss) -> (L, grads)``
         (used to show that the checker catches a wrong gradient).
 
@@ -74,7 +74,8 @@ def run_gradcheck(W, alpha, U, t, Y, *, mask=None, loss="mae", directions=3, see
     def gradient(loss_kind):
         if grad_fn is not None:
             return grad_fn(W, alpha, loss_kind)
-        return loss_and_grad(W, alpha, U, t, Y, loss=loss_kind, adjoint=adjoint, **kw)
+        return loss_and_grad(W, alpha, U, t, Y, loss=loss_kind, adjoint=adjoint,
+                             adjoint_integrator=adjoint_integrator, **kw)
 
     L, g = gradient(loss)
     rng = np.random.default_rng(seed)

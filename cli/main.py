@@ -213,11 +213,14 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
               help="Tolerance of the gradient under test (rtol = atol).")
 @click.option("--adjoint", type=click.Choice(["interpolating", "discrete"]), default="interpolating",
               show_default=True, help="Which adjoint to check (see loss_and_grad).")
+@click.option("--adjoint-integrator", type=click.Choice(["auto", "dop853", "tsit5"]), default="auto",
+              show_default=True, help="Integrator of lam in the interpolating adjoint (see loss_and_grad).")
 @click.option("--corrupt", type=float, default=0.0, hidden=True,
               help="Self-test of the checker: scale the adjoint gradient by (1 + CORRUPT).")
 @json_option
 @run_command
-def gradcheck(network, seed, conditions, times, loss, directions, rtol, adjoint, corrupt, as_json):
+def gradcheck(network, seed, conditions, times, loss, directions, rtol, adjoint, adjoint_integrator, corrupt,
+              as_json):
     """Validate the adjoint gradient against forward sensitivities, finite differences and the Taylor test.
 
     Exit code 4 when the check fails.
@@ -237,19 +240,22 @@ def gradcheck(network, seed, conditions, times, loss, directions, rtol, adjoint,
     alpha = net.alpha * (1 + 0.05 * rng.normal(size=net.n))
     def corrupted(W_, a_, kind):
         L, g = cb.loss_and_grad(W_, a_, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=kind, rtol=rtol, atol=rtol,
-                                adjoint=adjoint)
+                                adjoint=adjoint, adjoint_integrator=adjoint_integrator)
         return L, {k: v * (1 + corrupt) for k, v in g.items()}
 
     grad_fn = corrupted if corrupt else None
     res = run_gradcheck(W, alpha, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=loss, directions=directions, seed=seed,
-                        rtol=rtol, atol=rtol, grad_fn=grad_fn, adjoint=adjoint)
+                        rtol=rtol, atol=rtol, grad_fn=grad_fn, adjoint=adjoint,
+                        adjoint_integrator=adjoint_integrator)
     keys = ("rel_err_fd", "rel_err_fsens", "taylor_slope", "ok")
     if as_json:
-        print_json({k: res[k] for k in keys} | {"network": net.name, "n": net.n, "loss": loss, "adjoint": adjoint})
+        print_json({k: res[k] for k in keys} | {"network": net.name, "n": net.n, "loss": loss, "adjoint": adjoint,
+                                                "adjoint_integrator": adjoint_integrator})
     else:
         th = res["thresholds"]
         click.echo(f"gradcheck on {net.name} (n={net.n}, {conditions} conditions, {times} times, loss {loss}, "
-                   f"{adjoint} adjoint, rtol=atol={rtol:g})")
+                   f"{adjoint} adjoint{'' if adjoint == 'discrete' else ', lam by ' + adjoint_integrator}, "
+                   f"rtol=atol={rtol:g})")
         click.echo(f"{'check':<34} {'value':>12}  {'pass if':<14} result")
         rows = [("forward sensitivities, rel. error", res["rel_err_fsens"], f"<= {th['rel_err_fsens']:g}",
                  res["rel_err_fsens"] <= th["rel_err_fsens"]),

@@ -45,14 +45,16 @@ CASES = [
 
 @pytest.mark.parametrize("name, loss, T, missing", CASES)
 def test_adjoint_matches_forward_sensitivities(name, loss, T, missing):
-    """Relative error <= 1e-6 of the full gradient (W, alpha, d), both methods at rtol = atol = 1e-10."""
+    """Relative error <= 1e-6 of the full gradient (W, alpha, d), both methods at rtol = atol = 1e-10, with lam
+    integrated by each integrator (the default, DOP853 at these n, and Tsit5)."""
     M = 3 if name == "random30" else 4
     W, alpha, U, t, Y, mask = _setup(name, M, T, missing)
-    L, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, **TIGHT)
     L_ref, g_ref = fsens_grad(W, alpha, U, t, Y, mask, loss)
-    assert abs(L - L_ref) <= 1e-8 * abs(L_ref)
-    err = rel_err(flat(g, ("W", "alpha", "d")), flat(g_ref, ("W", "alpha", "d")))
-    assert err <= 1e-6, err
+    for integrator in ("auto", "tsit5"):
+        L, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, adjoint_integrator=integrator, **TIGHT)
+        assert abs(L - L_ref) <= 1e-8 * abs(L_ref)
+        err = rel_err(flat(g, ("W", "alpha", "d")), flat(g_ref, ("W", "alpha", "d")))
+        assert err <= 1e-6, (integrator, err)
 
 
 def _directional_fd(W, alpha, U, t, Y, mask, loss, V, va, h):
@@ -91,17 +93,40 @@ def test_taylor_remainder_slope_is_two():
     assert abs(slope - 2.0) <= 0.1, slope
 
 
-def test_gradient_error_shrinks_with_tolerance():
+@pytest.mark.parametrize("integrator", ["dop853", "tsit5"])
+def test_gradient_error_shrinks_with_tolerance(integrator):
     """The gap to the forward-sensitivity gradient (at 1e-12) decreases as rtol = atol goes 1e-4 -> 1e-10,
     overall by at least 1e4."""
     W, alpha, U, t, Y, mask = _setup("LI", 5, 5)
     _, g_ref = fsens_grad(W, alpha, U, t, Y, mask, "mse", rtol=1e-12, atol=1e-12)
     errs = []
     for tol in (1e-4, 1e-6, 1e-8, 1e-10):
-        _, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss="mse", rtol=tol, atol=tol)
+        _, g = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss="mse", rtol=tol, atol=tol,
+                                adjoint_integrator=integrator)
         errs.append(rel_err(flat(g), flat(g_ref)))
     assert all(b < a for a, b in zip(errs, errs[1:])), errs
     assert errs[-1] <= 1e-4 * errs[0], errs
+
+
+def test_dop853_backward_error_shrinks_at_its_order():
+    """With the forward pass at 1e-12 (so only the backward pass's error is left, MAE: jumps independent of x),
+    the gradient's gap to the Tsit5 backward at adjoint_rtol 1e-12 falls as adjoint_rtol goes 1e-4 -> 1e-8 by at
+    least 1e3 overall (measured: 4.8e-8 -> 1.8e-11), and DOP853's gap at each tolerance is at most Tsit5's at the
+    same tolerance (measured: 5 to 25 times smaller), with at most 0.7x its steps (0.40x at 1e-6)."""
+    W, alpha, U, t, Y, mask = _setup("GSD", 4, 5)
+    kw = dict(mask=mask, rtol=1e-12, atol=1e-12, full_output=True)
+    _, g_ref, _ = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator="tsit5", adjoint_rtol=1e-12, **kw)
+    errs = {}
+    steps = {}
+    for integrator in ("dop853", "tsit5"):
+        for tol in (1e-4, 1e-6, 1e-8):
+            _, g, info = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator=integrator, adjoint_rtol=tol, **kw)
+            errs[integrator, tol] = rel_err(flat(g), flat(g_ref))
+            steps[integrator, tol] = info["stats"][:, 3].sum()
+    assert errs["dop853", 1e-8] <= 1e-3 * errs["dop853", 1e-4], errs
+    for tol in (1e-4, 1e-6, 1e-8):
+        assert errs["dop853", tol] <= errs["tsit5", tol], errs
+        assert steps["dop853", tol] <= 0.7 * steps["tsit5", tol], steps
 
 
 def test_w_mask_zeroes_gradient_entries():
@@ -121,16 +146,19 @@ import cellbox_nb as cb
 from conftest import random_problem
 W, alpha, U, t = random_problem(25, 37, seed=5)
 Y = cb.solve(W * 0.9, alpha, U, t)
-L, g = cb.loss_and_grad(W, alpha, U, t, Y)
+L, g = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator={integrator!r})
 sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alpha"].tobytes().hex())
 """
 
 
+@pytest.mark.parametrize("integrator", ["dop853", "tsit5"])
 @pytest.mark.parametrize("defer_min_n", ["1000000", "1"])
-def test_bitwise_identical_across_thread_counts(monkeypatch, defer_min_n):
-    """Both dL/dW paths (direct rank-6 updates; buffered matrix products, forced on here with n = 25)."""
+def test_bitwise_identical_across_thread_counts(monkeypatch, defer_min_n, integrator):
+    """Both dL/dW paths (direct rank-6 or rank-8 updates; buffered matrix products, on from n = 24 by default),
+    both integrators of lam."""
     monkeypatch.setenv("CELLBOX_NB_DEFER_DW_MIN_N", defer_min_n)
-    outs = [run_with_threads(_THREAD_SCRIPT, threads) for threads in (1, 2)]
+    script = _THREAD_SCRIPT.replace("{integrator!r}", repr(integrator))
+    outs = [run_with_threads(script, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0
 
 
@@ -157,28 +185,32 @@ def test_chunk_sum_is_in_chunk_order():
     assert np.array_equal(ordered_sum(chunks[:1]), chunks[0])
 
 
-def test_buffered_dW_products_match_direct_updates(monkeypatch):
+@pytest.mark.parametrize("integrator, nodes", [("tsit5", 6), ("dop853", 8)])
+def test_buffered_dW_products_match_direct_updates(monkeypatch, integrator, nodes):
     """The buffered dL/dW (matrix products of up to DEFER_DW_ROWS terms, the nodes of long runs in one forward step
     regrouped through its dense output) is the same sum in another order: equal to rounding (1e-13 relative), and
-    with the smallest buffer (QROWS_STEP rows, several flushes per condition) too; it also matches the
-    forward-sensitivity reference like the direct path (1e-6)."""
+    with the smallest buffer (the most terms one step may hand on, so several flushes per condition) too; it also
+    matches the forward-sensitivity reference like the direct path (1e-6).  Both integrators of lam (six and eight
+    quadrature nodes a step)."""
     from cellbox_nb import config
     from cellbox_nb.core.adjoint import QROWS_STEP
+    from cellbox_nb.core.adjoint8 import QROWS_STEP8
 
     W, alpha, U, t, Y, mask = _setup("random30", 6, 5)
+    kw = dict(mask=mask, full_output=True, adjoint_integrator=integrator, **TIGHT)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
-    L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, full_output=True, **TIGHT)
-    assert np.array_equal(i0["stats"][:, 6], 6 * i0["stats"][:, 3])  # direct: six terms per accepted step
+    L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
+    assert np.array_equal(i0["stats"][:, 6], nodes * i0["stats"][:, 3])  # direct: a term per node and step
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
-    for rows in (384, 1):  # 1: raised to QROWS_STEP, the least one step may need
+    for rows in (384, 1):  # 1: raised to max(QROWS_STEP, QROWS_STEP8), the least one step may need
         monkeypatch.setattr(config, "DEFER_DW_ROWS", rows)
-        L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, full_output=True, **TIGHT)
+        L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
         assert L1 == L0
         assert rel_err(g1["W"], g0["W"]) <= 1e-13
         assert np.array_equal(g1["alpha"], g0["alpha"])
-        # runs of more than 8 nodes were regrouped (fewer terms), and a condition needs several flushes
-        assert np.all(i1["stats"][:, 6] < 6 * i1["stats"][:, 3])
-        assert np.all(i1["stats"][:, 6] > 2 * QROWS_STEP)
+        # runs of more than 5 nodes were regrouped (fewer terms), and a condition needs several flushes
+        assert np.all(i1["stats"][:, 6] < nodes * i1["stats"][:, 3])
+        assert np.all(i1["stats"][:, 6] > 2 * max(QROWS_STEP, QROWS_STEP8))
     _, ref = fsens_grad(W, alpha, U, t, Y, mask, "mae")
     assert rel_err(g1["W"], ref["W"]) <= 1e-6
 
@@ -191,6 +223,8 @@ def test_buffered_dW_products_match_direct_updates(monkeypatch):
     (dict(loss="huber"), "loss"),
     (dict(w_mask=np.ones((2, 2), dtype=bool)), "w_mask"),
     (dict(adjoint_rtol=0.0), "adjoint_rtol"),
+    (dict(adjoint_integrator="rk4"), "adjoint_integrator"),
+    (dict(adjoint_integrator="tsit5", adjoint="discrete"), "adjoint_integrator"),
 ])
 def test_bad_inputs(kwargs, match):
     args = dict(Y=np.zeros((2, 2, 3)))

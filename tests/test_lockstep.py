@@ -36,8 +36,10 @@ def test_gradient_same_steps_and_values(monkeypatch, loss, one_chunk):
     W, alpha, U, t = random_problem(17, 11, seed=4)
     Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(0).normal(size=(11, t.size, 17))
     mask = np.random.default_rng(1).uniform(size=Y.shape) > 0.2
+    # the lockstep blocks integrate lam with Tsit5; per condition that is adjoint_integrator="tsit5"
     (L0, g0, i0), (L1, g1, i1) = _both(
-        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, full_output=True), one_chunk)
+        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, adjoint_integrator="tsit5",
+                                              full_output=True), one_chunk)
     assert np.array_equal(i1["stats"], i0["stats"])
     assert abs(L1 - L0) <= 1e-13 * abs(L0)
     for k in ("W", "alpha", "d"):
@@ -115,28 +117,31 @@ def test_worker_scratch_reused_after_growth(monkeypatch, adjoint, lockstep):
         assert _rel(g[k], gs[k]) <= 1e-12, k
 
 
-@pytest.mark.parametrize("adjoint", ["interpolating", "discrete"])
-@pytest.mark.parametrize("lockstep", [False, True])
-def test_dw_buffers_flushed_mid_block(monkeypatch, adjoint, lockstep):
-    """dL/dW terms buffered in the smallest buffers allowed (adjoint.QROWS_STEP rows: a flush every few accepted steps,
-    often between two conditions of a lockstep block, where the block's step-control leaf stops, the kernel
-    flushes and the leaf goes on) against the terms added straight into dL/dW, per condition: same steps, loss
+@pytest.mark.parametrize("adjoint, integrator, lockstep", [
+    ("interpolating", "tsit5", False), ("interpolating", "tsit5", True), ("interpolating", "dop853", False),
+    ("discrete", "auto", False), ("discrete", "auto", True)])
+def test_dw_buffers_flushed_mid_block(monkeypatch, adjoint, integrator, lockstep):
+    """dL/dW terms buffered in the smallest buffers allowed (max(QROWS_STEP, QROWS_STEP8) rows: a flush every few
+    accepted steps, often between two conditions of a lockstep block, where the block's step-control leaf stops, the
+    kernel flushes and the leaf goes on) against the terms added straight into dL/dW, per condition: same steps, loss
     1e-13 and gradient 1e-12 relative (the products sum in another order).  A term lost or added twice at a flush
-    would move dL/dW by a whole step's quadrature."""
+    would move dL/dW by a whole step's quadrature.  (The lockstep blocks run Tsit5 only.)"""
     from cellbox_nb.core.adjoint import QROWS_STEP
+    from cellbox_nb.core.adjoint8 import QROWS_STEP8
 
     W, alpha, U, t = random_problem(17, 11, seed=6)
     Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(3).normal(size=(11, t.size, 17))
-    kw = dict(adjoint=adjoint, full_output=True)
+    kw = dict(adjoint=adjoint, adjoint_integrator=integrator, full_output=True)
     monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 10**9)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
     L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
     monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 1 if lockstep else 10**9)
     monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 4)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
-    monkeypatch.setattr(config, "DEFER_DW_ROWS", 1)  # the buffers get max(1, QROWS_STEP) rows
+    monkeypatch.setattr(config, "DEFER_DW_ROWS", 1)  # the buffers get max(1, QROWS_STEP, QROWS_STEP8) rows
     L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
-    assert QROWS_STEP < 40 and i1["stats"][:, 6].sum() > 50 * QROWS_STEP  # many flushes
+    rows = max(QROWS_STEP, QROWS_STEP8)
+    assert rows <= 40 and i1["stats"][:, 6].sum() > 25 * rows  # many flushes
     assert np.array_equal(i1["stats"][:, :6], i0["stats"][:, :6])
     assert abs(L1 - L0) <= 1e-13 * abs(L0)
     for k in ("W", "alpha", "d"):

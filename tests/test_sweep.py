@@ -291,5 +291,7 @@ def test_row_names_do_not_change_when_a_config_key_is_added():
     old_key = json.dumps({"config": old_cfg, "data": None}, sort_keys=True)
     assert row["file"] == f"fit-0000-{hashlib.sha256(old_key.encode()).hexdigest()[:10]}.h5"
     assert "adjoint_rtol" in LATE_KEYS and DEFAULTS["adjoint_rtol"] is None
+    assert "adjoint_integrator" in LATE_KEYS and DEFAULTS["adjoint_integrator"] == "auto"
     assert expand({"fits": [{"lr": 0.1, "adjoint_rtol": 1e-5}]})[0]["file"] != row["file"]
+    assert expand({"fits": [{"lr": 0.1, "adjoint_integrator": "tsit5"}]})[0]["file"] != row["file"]
 

@@ -58,6 +58,9 @@ def test_unknown_key_names_the_closest_valid_one(key, hint):
     ({"val_frac": 0.6, "test_frac": 0.5}, "val_frac"), ({"learn_alpha": "maybe"}, "learn_alpha"),
     ({"adjoint": "backsolve"}, "adjoint"), ({"adjoint": "discrete", "backend": "cuda"}, "cpu backend only"),
     ({"adjoint_rtol": 0}, "adjoint_rtol"), ({"adjoint": "discrete", "adjoint_rtol": 1e-5}, "adjoint_rtol"),
+    ({"adjoint_integrator": "rk4"}, "adjoint_integrator"),
+    ({"adjoint": "discrete", "adjoint_integrator": "tsit5"}, "adjoint_integrator"),
+    ({"backend": "cuda", "adjoint_integrator": "dop853"}, "adjoint_integrator"),
 ])
 def test_bad_values(layer, match):
     with pytest.raises(ConfigError, match=match):
@@ -232,13 +235,14 @@ def test_mismatched_data_file_is_refused(tmp_path):
     assert res.returncode == 3 and "U" in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("adjoint", ["interpolating", "discrete"])
-def test_gradcheck_cli_ok_and_catches_a_wrong_gradient(adjoint):
-    res = _run(["gradcheck", "--network", "GSD", "--seed", "0", "--json", "--adjoint", adjoint])
+@pytest.mark.parametrize("adjoint, integrator", [("interpolating", "auto"), ("interpolating", "tsit5"),
+                                                 ("discrete", "auto")])
+def test_gradcheck_cli_ok_and_catches_a_wrong_gradient(adjoint, integrator):
+    opts = ["--adjoint", adjoint, "--adjoint-integrator", integrator]
+    res = _run(["gradcheck", "--network", "GSD", "--seed", "0", "--json"] + opts)
     out = json.loads(res.stdout)
-    assert out["ok"] is True and out["adjoint"] == adjoint
-    res = _run(["gradcheck", "--network", "LI", "--seed", "0", "--json", "--corrupt", "1e-3", "--adjoint", adjoint],
-               check=False)
+    assert out["ok"] is True and out["adjoint"] == adjoint and out["adjoint_integrator"] == integrator
+    res = _run(["gradcheck", "--network", "LI", "--seed", "0", "--json", "--corrupt", "1e-3"] + opts, check=False)
     assert res.returncode == 4 and json.loads(res.stdout)["ok"] is False
 
 

@@ -35,8 +35,9 @@ from .tableau import B, C
 
 LOSS_MAE = 0
 LOSS_MSE = 1
-ADJOINT_INTERPOLATING = 0
+ADJOINT_INTERPOLATING = 0  # lam by Tsit5 (backward_one)
 ADJOINT_DISCRETE = 1
+ADJOINT_INTERPOLATING8 = 2  # lam by DOP853 (adjoint8.backward_one8)
 
 
 @leaf
@@ -400,8 +401,9 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
                     max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, adjoint_kind, workers):
     """Loss and gradient over all conditions, in parallel over fixed chunks of conditions.
 
-    adjoint_kind: ADJOINT_INTERPOLATING (backward_one, artol and aatol its tolerances) or ADJOINT_DISCRETE
-    (discrete.discrete_backward_one; artol and aatol unused).
+    adjoint_kind: ADJOINT_INTERPOLATING (backward_one, artol and aatol its tolerances), ADJOINT_INTERPOLATING8
+    (adjoint8.backward_one8, the same with DOP853 for lam) or ADJOINT_DISCRETE (discrete.discrete_backward_one;
+    artol and aatol unused).
 
     U (M, n), Y and mask (M, T, n) (mask as float 0/1).  Conditions are split into n_chunks contiguous chunks
     (boundaries c * M // n_chunks, independent of the thread count); each chunk runs its conditions in order
@@ -424,7 +426,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
         dl = np.empty((T, n))
         for ch in range(w * n_chunks // workers, (w + 1) * n_chunks // workers):
             _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps,
-                         beta, max_dense_steps, ch * M // n_chunks, (ch + 1) * M // n_chunks, discrete, store,
+                         beta, max_dense_steps, ch * M // n_chunks, (ch + 1) * M // n_chunks, adjoint_kind, store,
                          wdt[0], wdx[0], wdc[0], wdz[0], dl, Gq, Xq, loss_c, xobs, status, stats, gW[ch],
                          galpha[ch], gd[ch])
     return loss_c, gW, galpha, gd, xobs, status, stats
@@ -432,7 +434,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
 
 @kernel
 def _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps, beta,
-                 max_dense_steps, c_lo, c_hi, discrete, store, dt, dx, dc, dz, dl, Gq, Xq, loss_c, xobs, status,
+                 max_dense_steps, c_lo, c_hi, adjoint_kind, store, dt, dx, dc, dz, dl, Gq, Xq, loss_c, xobs, status,
                  stats, gW, galpha, gd):
     """The conditions c_lo..c_hi-1 of loss_grad_batch one after the other (forward with the store in dt, dx, dc, dz,
     the caller's scratch, loss, backward), into the chunk's accumulators gW, galpha, gd."""
@@ -450,8 +452,11 @@ def _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, arto
             status[c] = res[0]
             continue
         loss_c[c] = observation_loss(xobs[c], Y[c], mask[c], loss_kind, dl)
-        if discrete:
+        if adjoint_kind == ADJOINT_DISCRETE:
             bres = discrete_backward_one(W, alpha, d, t_obs, dl, dt, dx, dz, res[4], gW, galpha, gd, Gq, Xq)
+        elif adjoint_kind == ADJOINT_INTERPOLATING8:
+            bres = backward_one8(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
+                                 max_steps, beta, dt, dx, dc, dz, res[4], gW, galpha, gd, Gq, Xq)
         else:
             bres = backward_one(W, alpha, d, t_obs, dl, artol, adjoint_atol(dl, artol, aatol), res[5],
                                 max_steps, beta, dt, dx, dc, dz, res[4], gW, galpha, gd, Gq, Xq)
@@ -461,3 +466,8 @@ def _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, arto
         stats[c, 5] = bres[3]
         stats[c, 6] = bres[4]
 
+
+
+# adjoint8 builds on this module's leaves, so it is imported last; the kernels above resolve backward_one8 when
+# they are compiled, after both modules are loaded.
+from .adjoint8 import backward_one8  # noqa: E402

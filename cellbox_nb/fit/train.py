@@ -221,7 +221,8 @@ class Trainer:
             L, g = self._loss_and_grad(p["W"], p["alpha"], ds.U[idx], t, Y, mask=mask, loss=cfg["loss"],
                                        rtol=cfg["rtol"], atol=cfg["atol"], decay=p["d"], w_mask=self.w_mask,
                                        backend=cfg["backend"], adjoint=cfg["adjoint"],
-                                       adjoint_rtol=cfg["adjoint_rtol"])
+                                       adjoint_rtol=cfg["adjoint_rtol"],
+                                       adjoint_integrator=cfg["adjoint_integrator"])
         except SolveError:
             return math.nan, None
         keys = self._free_keys()
