@@ -5,6 +5,7 @@ same process with the calls interleaved; one JSON object per line on stdout.
     python bench/bench_grad.py --sizes 7,19,99   # a subset
     python bench/bench_grad.py --quick           # smoke run
     python bench/bench_grad.py --adjoint discrete  # the discrete adjoint instead of the default interpolating one
+    python bench/bench_grad.py --adjoint-integrator tsit5  # lam by Tsit5 (default on the cpu: DOP853)
 
 See bench/README.md for the fields.
 """
@@ -39,7 +40,7 @@ def bench_size(n, M, T, args, machine, versions):
 
     def grad():
         return loss_and_grad(W, alpha, U, t, Y, loss="mae", rtol=args.rtol, atol=args.atol, full_output=True,
-                             adjoint=args.adjoint)
+                             adjoint=args.adjoint, adjoint_integrator=args.adjoint_integrator)
 
     _, (_, finfo) = common.timed(fwd)  # warm-ups: the first call in this process loads the kernels
     _, (loss, grads, ginfo) = common.timed(grad)
@@ -57,7 +58,7 @@ def bench_size(n, M, T, args, machine, versions):
     compile_s = None if first["first_call_fresh_s"] is None else first["first_call_fresh_s"] - grad_s
     return {
         "bench": "grad", "n": n, "M": M, "T": T, "rtol": args.rtol, "atol": args.atol, "loss": "mae",
-        "adjoint": args.adjoint,
+        "adjoint": args.adjoint, "adjoint_integrator": args.adjoint_integrator,
         "compile_s": compile_s, "first_call_fresh_s": first["first_call_fresh_s"],
         "first_call_s": first["first_call_s"], "cache_empty": first["cache_empty"],
         "cache_files": first["cache_files"], "import_s": first["import_s"],
@@ -79,6 +80,8 @@ def main(argv=None):
     parser = common.add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--adjoint", choices=("interpolating", "discrete"), default="interpolating",
                         help="loss_and_grad's adjoint (default: interpolating, the library's default)")
+    parser.add_argument("--adjoint-integrator", choices=("auto", "dop853", "tsit5"), default="auto",
+                        help="loss_and_grad's adjoint_integrator (default: auto, the library's default)")
     args = parser.parse_args(argv)
     sizes = parse_sizes(args.sizes, GRID) if args.sizes else (parse_sizes("7,19,99", GRID) if args.quick else GRID)
     common.apply_threads(args.threads)

@@ -241,10 +241,9 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         adjoint_rtol * max |dl/dx(t_k)|, the scale of the adjoint, so the gradient's relative accuracy is about
         adjoint_rtol); not accepted with adjoint="discrete".
     adjoint_integrator : what integrates lam in the interpolating adjoint: "dop853" (8th order, 12 stages a step),
-        "tsit5", or "auto" (default): dop853 on the cpu backend below n = config.LOCKSTEP_MIN_N (64), where it takes
-        about 25 % less time for the same or a smaller gradient error, tsit5 from there (where conditions step in
-        lockstep blocks, which run tsit5) and on cuda.  "dop853" on the cpu at a larger n runs the conditions one
-        by one instead of in blocks; cuda has tsit5 only.  Not accepted with adjoint="discrete".
+        "tsit5", or "auto" (default): dop853 on the cpu backend, where it takes 0.6-0.9x the time of tsit5 for the
+        same or a smaller gradient error (bench/RESULTS.md, eighth session), tsit5 on cuda (which has tsit5 only).
+        Not accepted with adjoint="discrete".
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition (10n + 1 numbers a step on the
         cpu, 13n on cuda, 7n + 1 with adjoint="discrete"); a condition that needs more steps ends with status
@@ -329,10 +328,10 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         # least that many
         defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP, QROWS_STEP8) if n >= config.DEFER_DW_MIN_N else 0
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
-        lockstep = n >= config.LOCKSTEP_MIN_N and adjoint_integrator != "dop853"
+        lockstep = n >= config.LOCKSTEP_MIN_N
         if discrete:
             kind = ADJOINT_DISCRETE
-        elif adjoint_integrator == "tsit5" or (adjoint_integrator == "auto" and lockstep):
+        elif adjoint_integrator == "tsit5":
             kind = ADJOINT_INTERPOLATING
         else:
             kind = ADJOINT_INTERPOLATING8

@@ -49,7 +49,7 @@ def test_loss_and_gradient_match_cpu():
     Y = cb.solve(W * 0.9, alpha, U, t) + 0.01
     mask = np.ones(Y.shape, dtype=bool)
     mask[1, 0, 2] = False
-    # the cuda backend integrates lam with Tsit5; on the cpu (n < 64) that is adjoint_integrator="tsit5"
+    # the cuda backend integrates lam with Tsit5; on the cpu that is adjoint_integrator="tsit5"
     Lc, gc, ic = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, adjoint_integrator="tsit5", full_output=True)
     Lg, gg, ig = cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, backend="cuda", full_output=True)
     assert abs(Lg - Lc) <= 1e-10 * abs(Lc)

@@ -31,14 +31,14 @@ def test_forward_same_steps_and_values(monkeypatch, h0):
     assert _rel(X1, X0) <= 1e-13
 
 
+@pytest.mark.parametrize("integrator", ["dop853", "tsit5"])
 @pytest.mark.parametrize("loss, one_chunk", [("mae", False), ("mse", False), ("mae", True)])
-def test_gradient_same_steps_and_values(monkeypatch, loss, one_chunk):
+def test_gradient_same_steps_and_values(monkeypatch, loss, one_chunk, integrator):
     W, alpha, U, t = random_problem(17, 11, seed=4)
     Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(0).normal(size=(11, t.size, 17))
     mask = np.random.default_rng(1).uniform(size=Y.shape) > 0.2
-    # the lockstep blocks integrate lam with Tsit5; per condition that is adjoint_integrator="tsit5"
     (L0, g0, i0), (L1, g1, i1) = _both(
-        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, adjoint_integrator="tsit5",
+        monkeypatch, lambda: cb.loss_and_grad(W, alpha, U, t, Y, mask=mask, loss=loss, adjoint_integrator=integrator,
                                               full_output=True), one_chunk)
     assert np.array_equal(i1["stats"], i0["stats"])
     assert abs(L1 - L0) <= 1e-13 * abs(L0)
@@ -68,15 +68,17 @@ import cellbox_nb as cb
 from conftest import random_problem
 W, alpha, U, t = random_problem(70, 37, seed=5)
 Y = cb.solve(W * 0.9, alpha, U, t)
-L, g = cb.loss_and_grad(W, alpha, U, t, Y)
+L, g = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator={integrator!r})
 sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alpha"].tobytes().hex())
 """
 
 
-def test_lockstep_bitwise_identical_across_thread_counts():
+@pytest.mark.parametrize("integrator", ["dop853", "tsit5"])
+def test_lockstep_bitwise_identical_across_thread_counts(integrator):
     """n = 70 takes the lockstep path by default (LOCKSTEP_MIN_N = 64): 4 chunks, run on 1 and on 2 threads."""
     assert config.LOCKSTEP_MIN_N <= 70
-    outs = [run_with_threads(_SCRIPT, threads) for threads in (1, 2)]
+    script = _SCRIPT.replace("{integrator!r}", repr(integrator))
+    outs = [run_with_threads(script, threads) for threads in (1, 2)]
     assert outs[0] == outs[1] and len(outs[0]) > 0
 
 
@@ -119,13 +121,13 @@ def test_worker_scratch_reused_after_growth(monkeypatch, adjoint, lockstep):
 
 @pytest.mark.parametrize("adjoint, integrator, lockstep", [
     ("interpolating", "tsit5", False), ("interpolating", "tsit5", True), ("interpolating", "dop853", False),
-    ("discrete", "auto", False), ("discrete", "auto", True)])
+    ("interpolating", "dop853", True), ("discrete", "auto", False), ("discrete", "auto", True)])
 def test_dw_buffers_flushed_mid_block(monkeypatch, adjoint, integrator, lockstep):
     """dL/dW terms buffered in the smallest buffers allowed (max(QROWS_STEP, QROWS_STEP8) rows: a flush every few
     accepted steps, often between two conditions of a lockstep block, where the block's step-control leaf stops, the
     kernel flushes and the leaf goes on) against the terms added straight into dL/dW, per condition: same steps, loss
     1e-13 and gradient 1e-12 relative (the products sum in another order).  A term lost or added twice at a flush
-    would move dL/dW by a whole step's quadrature.  (The lockstep blocks run Tsit5 only.)"""
+    would move dL/dW by a whole step's quadrature."""
     from cellbox_nb.core.adjoint import QROWS_STEP
     from cellbox_nb.core.adjoint8 import QROWS_STEP8
 

@@ -1,4 +1,4 @@
-"""The interpolating backward pass with DOP853 for lam (the CPU per-condition path's default integrator for lam).
+"""The interpolating backward pass with DOP853 for lam (the CPU's default integrator for lam).
 
 The equations, the dense store it reads x(t) and tanh(z(t)) from, the jumps, the first step of each segment and the
 seminorm are those of :func:`cellbox_nb.core.adjoint.backward_one` (which integrates lam with Tsit5); only the
@@ -13,11 +13,11 @@ integrator of lam and the quadrature nodes differ:
   nonzero b_s (tableau.D8_QUAD, taken in increasing c).  Stage 12 and the step's result are both at c = 1, so the
   FSAL stage reuses stage 12's x and tanh(z).
 
-Why: at the small n of the per-condition path (the paper's networks have n <= 19) the backward's cost is its number
-of stages, and lam, restarted by a jump at every observation time, costs Tsit5 about 70 steps (about 450 stages)
-against the forward's 40; DOP853 needs about 27 steps (about 340 stages) for the same or a smaller gradient error
-(bench/RESULTS.md, eighth session).  The lockstep path (n >= LOCKSTEP_MIN_N) and the CUDA backend keep Tsit5, and
-``adjoint_integrator="tsit5"`` asks for it here.
+Why: the backward's cost is its number of stages (products W^T g) plus its share of the dL/dW quadrature, and lam,
+restarted by a jump at every observation time, costs Tsit5 about 70 steps (about 450 stages) on the benchmark
+problems against the forward's 40; DOP853 needs about 27 steps (about 340 stages) for the same or a smaller gradient
+error (bench/RESULTS.md, eighth session).  lockstep.backward_block runs the same integrator for blocks of conditions
+(n >= LOCKSTEP_MIN_N); the CUDA backend has Tsit5 only, and ``adjoint_integrator="tsit5"`` asks for it on the CPU.
 """
 
 import math

@@ -18,15 +18,17 @@ from numba import prange
 
 from .._jit import driver, kernel, leaf
 from . import status as st
-from .adjoint import (ADJOINT_DISCRETE, QROWS_STEP, QRUN, _locate, add_step_integrals, adjoint_atol,
-                      finish_integrals, fsal_rows, grad_outputs, observation_loss, worker_scratch)
+from .adjoint import (ADJOINT_DISCRETE, ADJOINT_INTERPOLATING8, QROWS_STEP, QRUN, _locate, add_step_integrals,
+                      adjoint_atol, finish_integrals, fsal_rows, grad_outputs, observation_loss, worker_scratch)
+from .adjoint8 import (FACTOR_POWER, NS8, QROWS_STEP8, _next_first_stage, add_step_integrals8, error_norm8,
+                       stage_sum8)
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
 from .forward import (NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xth, error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
 from .quadrature import flush_dw
 from .rhs import adjoint_g_th, adjoint_rhs_th, rhs_z, rhs_z_th
-from .tableau import C
+from .tableau import C, D8_C, D8_NSTAGE
 from .tanh import tanh
 
 
@@ -258,23 +260,55 @@ def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH
 
 @leaf
 def _bwd_stage_args(s, na, act, alpha, t_obs, seg, t, hst, hit, lam, KL, LS, dt, dx, dc, dz, n_st, p, XS, TH, GS,
-                    PS, TS, Gg):
-    """Stage s of the running conditions act[:na] of backward_block up to the product: lam's stage value, x and
-    tanh(z) at the stage time from the dense store, g into GS and row r of Gg.  (A leaf over the whole block, so the
-    per-condition row views cost no reference counting: in the kernel they were a fifth of the backward's time at
-    n = 99.)"""
+                    PS, TS, Gg, eight):
+    """Stage s of the running conditions act[:na] of backward_block up to the product: lam's stage value (Tsit5's
+    tableau, DOP853's if eight), x and tanh(z) at the stage time from the dense store, g into GS and row r of Gg.
+    (A leaf over the whole block, so the per-condition row views cost no reference counting: in the kernel they were
+    a fifth of the backward's time at n = 99.)"""
     n = lam.shape[1]
     for r in range(na):
         b = act[r]
-        stage_state(lam[b], KL[b], hst[b], s, LS[b, s])
+        if eight:
+            stage_sum8(lam[b], KL[b], hst[b], s, LS[b, s])
+            cs = D8_C[s]
+        else:
+            stage_state(lam[b], KL[b], hst[b], s, LS[b, s])
+            cs = C[s]
         t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
-        ts = t_stop if (hit[b] and C[s] == 1.0) else t[b] - C[s] * hst[b]
+        ts = t_stop if (hit[b] and cs == 1.0) else t[b] - cs * hst[b]
         p[b] = _locate(dt[b], n_st[b], p[b], ts)
         TS[b, s] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], TH[b, s])
         PS[b, s] = p[b]
         adjoint_g_th(alpha, TH[b, s], LS[b, s], GS[b, s])
         for i in range(n):
             Gg[r, i] = GS[b, s, i]
+
+
+@leaf
+def _bwd_first_args(na, act, need, alpha, LS, TH, GS, Gg, sel, nfev):
+    """DOP853 blocks: the conditions of act[:na] whose first stage (the previous step's result, FSAL) still needs its
+    derivative: g into GS[b, 0] and row m of Gg, b into sel[m]; returns their number m."""
+    n = LS.shape[2]
+    m = 0
+    for r in range(na):
+        b = act[r]
+        if need[b]:
+            need[b] = False
+            adjoint_g_th(alpha, TH[b, 0], LS[b, 0], GS[b, 0])
+            for i in range(n):
+                Gg[m, i] = GS[b, 0, i]
+            sel[m] = b
+            nfev[b] += 1
+            m += 1
+    return m
+
+
+@leaf
+def _bwd_results8(na, act, lam, KL, LS, hst):
+    """DOP853 blocks: each running condition's trial result lam + h sum b_s K_s into row D8_NSTAGE of LS."""
+    for r in range(na):
+        b = act[r]
+        stage_sum8(lam[b], KL[b], hst[b], D8_NSTAGE, LS[b, D8_NSTAGE])
 
 
 @leaf
@@ -289,37 +323,50 @@ def _bwd_stage_derivs(s, na, act, d, Rg, LS, KL):
 
 @leaf
 def _bwd_accept(r0, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h, hst, hit, h_first, seg_start,
-                lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG, QX, gW, galpha, gd, Gq, Xq,
-                q, status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
+                lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG, QX, QT, gW, galpha, gd,
+                Gq, Xq, q, status, n_acc, n_rej, nfev, rejected_last, err_prev, done, eight, need):
     """Error control and bookkeeping of the trial steps of the running conditions act[r0:na] of backward_block:
     reject, or accept (parameter integrals, FSAL, jump at an observation time, end).  Returns (r, q): r = na when
     all are done, or the first condition whose accepted step's dL/dW terms would not fit in the buffers (nothing of
-    it done yet; the caller flushes them and calls again from r), and the buffers' new count."""
+    it done yet; the caller flushes them and calls again from r), and the buffers' new count.  With eight (DOP853)
+    an accepted step that does not end a segment leaves its result's derivative to the next iteration (need[b])."""
     n = lam.shape[1]
+    trial_fev = D8_NSTAGE - 1 if eight else NSTAGE - 1
+    rows_step = QROWS_STEP8 if eight else QROWS_STEP
     for r in range(r0, na):
         b = act[r]
         h_step = hst[b]
-        error_estimate(KL[b], h_step, err)
-        en = rms_error_norm(err, lam[b], LS[b, NSTAGE - 1], rtol, atol[b])
+        if eight:
+            en = error_norm8(KL[b], h_step, lam[b], LS[b, D8_NSTAGE], rtol, atol[b]) ** FACTOR_POWER
+        else:
+            error_estimate(KL[b], h_step, err)
+            en = rms_error_norm(err, lam[b], LS[b, NSTAGE - 1], rtol, atol[b])
         accept = en <= 1.0
         factor = step_factor(en, err_prev[b], rejected_last[b], accept, beta)
         if not accept:
-            nfev[b] += NSTAGE - 1
+            nfev[b] += trial_fev
             n_rej[b] += 1
             rejected_last[b] = True
             h[b] = h_step * factor
             continue
-        if Gq.shape[0] > 0 and q + QROWS_STEP > Gq.shape[0]:
+        if Gq.shape[0] > 0 and q + rows_step > Gq.shape[0]:
             return r, q
-        nfev[b] += NSTAGE - 1
-        q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b], QA[b],
-                               QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
+        nfev[b] += trial_fev
+        if eight:
+            q = add_step_integrals8(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b],
+                                    QA[b], QG[b], QX[b], QT[b], gW, galpha, gd, Gq, Xq, q)
+        else:
+            q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b],
+                                   QA[b], QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
         if seg_start[b]:
             h_first[b] = h_step
             seg_start[b] = False
         t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
         t[b] = t_stop if hit[b] else t[b] - h_step
-        fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], TS[b])
+        if eight:
+            _next_first_stage(lam[b], LS[b], XS[b], TH[b], PS[b], TS[b])
+        else:
+            fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], TS[b])
         n_acc[b] += 1
         rejected_last[b] = False
         err_prev[b] = max(en, 1e-4)
@@ -345,35 +392,44 @@ def _bwd_accept(r0, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h
                 nfev[b] += 1
                 rejected_last[b] = False
                 err_prev[b] = 1.0
+        elif eight:
+            need[b] = True
     return na, q
 
 
 @kernel
 def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, dt, dx, dc, dz, n_st, run,
-                   gW, galpha, gd, Gq, Xq):
-    """Backward pass of a block in lockstep (backward_one for each condition b with run[b]).
+                   gW, galpha, gd, Gq, Xq, eight):
+    """Backward pass of a block in lockstep (backward_one for each condition b with run[b]; adjoint8.backward_one8
+    if eight).
 
     DL (nb, T, n) jumps, atol and h_init (nb,) per condition, the dense store of forward_block.  gW, galpha, gd
-    accumulate (+=); Gq, Xq as in backward_one (Q = 0: direct rank-6 updates).  Returns status, n_acc, n_rej,
-    n_fev, n_terms (nb,).
+    accumulate (+=); Gq, Xq as in backward_one (Q = 0: direct rank-one updates).  Returns status, n_acc, n_rej,
+    n_fev, n_terms (nb,).  With eight (DOP853) the derivatives at the results of the accepted steps (the next
+    steps' first stages) are one product for the block at the start of the next iteration.
     """
     nb, T, n = DL.shape
+    ns = NS8 if eight else NSTAGE
+    n_stage = D8_NSTAGE if eight else NSTAGE
     lam = np.zeros((nb, n))
-    LS = np.empty((nb, NSTAGE, n))
-    KL = np.empty((nb, NSTAGE, n))
-    XS = np.empty((nb, NSTAGE, n))
-    TH = np.empty((nb, NSTAGE, n))
-    GS = np.empty((nb, NSTAGE, n))
+    LS = np.empty((nb, ns, n))
+    KL = np.empty((nb, ns, n))
+    XS = np.empty((nb, ns, n))
+    TH = np.empty((nb, ns, n))
+    GS = np.empty((nb, ns, n))
     Gg = np.zeros((nb + 1, n))  # one spare row: see _gemm_rows
     Rg = np.zeros((nb + 1, n))
     err = np.empty(n)
-    PS = np.zeros((nb, NSTAGE), dtype=np.int64)  # forward step and theta of each stage's x
-    TS = np.zeros((nb, NSTAGE))
+    PS = np.zeros((nb, ns), dtype=np.int64)  # forward step and theta of each stage's x
+    TS = np.zeros((nb, ns))
     QS = np.zeros((nb, 3), dtype=np.int64)  # per condition: open run's forward step and nodes, terms so far
     QS[:, 0] = -1
     QA = np.empty((nb, QRUN, n))
     QG = np.empty((nb, QRUN, n))
     QX = np.empty((nb, QRUN, n))
+    QT = np.empty((nb, QRUN))
+    need = np.zeros(nb, dtype=np.bool_)  # DOP853: first stage's derivative still to compute
+    sel = np.empty(nb, dtype=np.int64)
     t = np.full(nb, t_obs[T - 1])
     h = h_init.copy()
     hst = np.empty(nb)
@@ -411,18 +467,25 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
             na += 1
         if na == 0:
             break
-        for s in range(1, NSTAGE):
+        if eight:
+            m = _bwd_first_args(na, act, need, alpha, LS, TH, GS, Gg, sel, nfev)
+            if m > 0:
+                np.dot(Gg[:_gemm_rows(m)], W, Rg[:_gemm_rows(m)])
+                _bwd_stage_derivs(0, m, sel, d, Rg, LS, KL)
+        for s in range(1, n_stage):
             _bwd_stage_args(s, na, act, alpha, t_obs, seg, t, hst, hit, lam, KL, LS, dt, dx, dc, dz, n_st, p, XS, TH,
-                            GS, PS, TS, Gg)
+                            GS, PS, TS, Gg, eight)
             m = _gemm_rows(na)
             np.dot(Gg[:m], W, Rg[:m])
             _bwd_stage_derivs(s, na, act, d, Rg, LS, KL)
+        if eight:
+            _bwd_results8(na, act, lam, KL, LS, hst)
         r = 0
         while r < na:  # stops where an accepted step's dL/dW terms would not fit in the buffers: flush, go on
             r, q = _bwd_accept(r, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h, hst, hit, h_first,
                                seg_start, lam, LS, KL, XS, TH, GS, PS, TS, err, dt, dx, dc, dz, n_st, p, QS, QA, QG,
-                               QX, gW, galpha, gd, Gq, Xq, q, status, n_acc, n_rej, nfev, rejected_last, err_prev,
-                               done)
+                               QX, QT, gW, galpha, gd, Gq, Xq, q, status, n_acc, n_rej, nfev, rejected_last, err_prev,
+                               done, eight, need)
             if r < na:
                 q = flush_dw(gW, Gq, Xq, q)
     for b in range(nb):
@@ -619,7 +682,7 @@ def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, 
                                        Gq, Xq)
     else:
         bres = backward_block(W, alpha, d, t_obs, DL, artol, aat, res[5], max_steps, beta, res[6], res[7], res[8],
-                              res[9], res[4], run, gW, galpha, gd, Gq, Xq)
+                              res[9], res[4], run, gW, galpha, gd, Gq, Xq, adjoint_kind == ADJOINT_INTERPOLATING8)
     for b in range(nb):
         c = c_lo + b
         if run[b]:
