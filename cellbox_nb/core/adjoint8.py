@@ -115,8 +115,8 @@ def error_norm8(K, h, y0, y1, rtol, atol):
 def stages8(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, LS, KL, XS, TH, GS, PS, TS):
     """Stages 2..12 of one backward step of size h_step from (t, lam), stage 1 in row 0 of the arrays; then row 12
     = the step's result lam + h sum b_s K_s (its derivative is left for the caller).  Stage s sits at
-    t - D8_C[s] h_step (exactly t_stop at c = 1 on a step that lands on it); returns the dense-store index of the
-    last stage."""
+    t - D8_C[s] h_step (exactly t_stop at c = 1 on a step that lands on it); x is read back only at the quadrature
+    nodes (stages 2..5 have b_s = 0 and need tanh(z) alone).  Returns the dense-store index of the last stage."""
     n = lam.shape[0]
     for s in range(1, D8_NSTAGE):
         ts = t_stop if (hit and D8_C[s] == 1.0) else t - D8_C[s] * h_step
@@ -125,8 +125,9 @@ def stages8(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_st, p, L
         TS[s] = th
         PS[s] = p
         stage_sum8(lam, KL, h_step, s, LS[s])
-        for i in range(n):
-            XS[s, i] = dx[p, i] + th * (dc[p, 0, i] + th * (dc[p, 1, i] + th * (dc[p, 2, i] + th * dc[p, 3, i])))
+        if D8_B[s] != 0.0:  # x only at the quadrature nodes
+            for i in range(n):
+                XS[s, i] = dx[p, i] + th * (dc[p, 0, i] + th * (dc[p, 1, i] + th * (dc[p, 2, i] + th * dc[p, 3, i])))
         for i in range(n):
             ti = dz[p, 0, i] + th * (dz[p, 1, i] + th * (dz[p, 2, i] + th * (dz[p, 3, i] + th * dz[p, 4, i])))
             TH[s, i] = ti
@@ -196,16 +197,13 @@ def add_step_integrals8(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, Q
                 q = _emit_run(dt, dx, dc, QS, QA, QG, QX, Gq, Xq, q)
                 QS[0] = PS[s]
             _add_node(h * D8_B[s], GS[s], XS[s], TS[s], QS, QA, QG, QX, QT)
-    for i in range(n):
-        acc_a = 0.0
-        acc_d = 0.0
-        for k in range(NQ8):
-            s = D8_QUAD[k]
-            c = h * D8_B[s]
-            acc_a += c * LS[s, i] * TH[s, i]
-            acc_d += c * LS[s, i] * XS[s, i]
-        galpha[i] += acc_a
-        gd[i] -= acc_d
+    for k in range(NQ8):  # node by node, so each pass vectorises
+        s = D8_QUAD[k]
+        c = h * D8_B[s]
+        for i in range(n):
+            cl = c * LS[s, i]
+            galpha[i] += cl * TH[s, i]
+            gd[i] -= cl * XS[s, i]
     return q
 
 

@@ -447,6 +447,17 @@ def dense_weights_py(theta, w):
 
 
 @leaf
+def dense_eval_th(dt, dz, p, t, th_out):
+    """tanh(z(t)) alone from stored step p, as :func:`dense_eval_xth` (for stages whose x is not needed);
+    returns theta."""
+    h = dt[p + 1] - dt[p]
+    th = (t - dt[p]) / h
+    for i in range(th_out.shape[0]):
+        th_out[i] = dz[p, 0, i] + th * (dz[p, 1, i] + th * (dz[p, 2, i] + th * (dz[p, 3, i] + th * dz[p, 4, i])))
+    return th
+
+
+@leaf
 def dense_eval_xth(dt, dx, dc, dz, p, t, x_out, th_out):
     """x(t) and tanh(z(t)), z = W x - u, from stored step p (dt[p] <= t <= dt[p+1]): Tsit5's continuous extension
     and the step's tanh interpolant (:func:`tanh_interpolant`), both in Horner form; returns

@@ -24,11 +24,12 @@ from .adjoint8 import (FACTOR_POWER, NS8, QROWS_STEP8, _next_first_stage, add_st
                        stage_sum8)
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
-from .forward import (NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_xth, error_estimate,
+from .forward import (NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_th, dense_eval_xth,
+                      error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
 from .quadrature import flush_dw
 from .rhs import adjoint_g_th, adjoint_rhs_th, rhs_z, rhs_z_th
-from .tableau import C, D8_C, D8_NSTAGE
+from .tableau import C, D8_B, D8_C, D8_NSTAGE
 from .tanh import tanh
 
 
@@ -277,7 +278,10 @@ def _bwd_stage_args(s, na, act, alpha, t_obs, seg, t, hst, hit, lam, KL, LS, dt,
         t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
         ts = t_stop if (hit[b] and cs == 1.0) else t[b] - cs * hst[b]
         p[b] = _locate(dt[b], n_st[b], p[b], ts)
-        TS[b, s] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], TH[b, s])
+        if eight and D8_B[s] == 0.0:  # not a quadrature node: x is not needed
+            TS[b, s] = dense_eval_th(dt[b], dz[b], p[b], ts, TH[b, s])
+        else:
+            TS[b, s] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p[b], ts, XS[b, s], TH[b, s])
         PS[b, s] = p[b]
         adjoint_g_th(alpha, TH[b, s], LS[b, s], GS[b, s])
         for i in range(n):
