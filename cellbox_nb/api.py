@@ -251,9 +251,9 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     precision : as in :func:`solve`.
     full_output : also return a dict with ``X`` (M, T, n), ``status`` and ``stats`` (M, 7): forward accepted,
         rejected, RHS evaluations, then the same for the backward pass, then the rank-one terms g x^T the dL/dW
-        quadrature added (six per accepted backward step with tsit5, eight with dop853, fewer from n = 24 where
-        they are grouped per forward step; with adjoint="discrete": the forward's accepted steps, 0, six products
-        W^T g and six terms per step).
+        quadrature added (six per accepted backward step with tsit5, eight with dop853, fewer from n = 24 with
+        tsit5 and n = 48 with dop853, where they are grouped per forward step; with adjoint="discrete": the
+        forward's accepted steps, 0, six products W^T g and six terms per step).
 
     Returns
     -------
@@ -326,7 +326,6 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         _precision(precision, backend)
         # one accepted backward step may hand on up to QROWS_STEP (QROWS_STEP8) terms, so the buffers hold at
         # least that many
-        defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP, QROWS_STEP8) if n >= config.DEFER_DW_MIN_N else 0
         args = (W, alpha, d, U, t, Y, maskf, LOSSES[loss], rtol, atol, artol, aatol, h0, max_steps, pi_beta)
         lockstep = n >= config.LOCKSTEP_MIN_N
         if discrete:
@@ -335,6 +334,8 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
             kind = ADJOINT_INTERPOLATING
         else:
             kind = ADJOINT_INTERPOLATING8
+        defer_min_n = config.DEFER_DW_MIN_N_DOP853 if kind == ADJOINT_INTERPOLATING8 else config.DEFER_DW_MIN_N
+        defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP, QROWS_STEP8) if n >= defer_min_n else 0
         if lockstep:
             with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
                 chunks = _lockstep_blocks(M, n)

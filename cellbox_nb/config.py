@@ -27,6 +27,12 @@ GRAD_CHUNK_BYTES = 256 * 2**20  # memory budget for the per-chunk dL/dW accumula
 # with buffers against without: n = 13 +7 %, 19 +3 %, 24 -2 %, 32 -5 %, 40 -10 %, 48 -11 %, 63 -13 % (the discrete
 # adjoint: 19 -2 %, 24 -2 %, 40 -5 %).  (64 until this session, when the per-condition kernels got cheaper stages.)
 DEFER_DW_MIN_N = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "24"))
+# The same threshold for lam integrated by DOP853 (the cpu's default, adjoint_integrator "auto"): its steps are about
+# 2.6 times longer, so fewer of its nodes share a forward step and the grouping saves less.  Measured on the 2-core
+# AMD EPYC dev machine (bench/RESULTS.md, eighth session; in-process interleaved, M = 100), buffered against direct:
+# n = 13 +5 %, 19 +8 %, 24 +8 %, 32 +4 %, 40 +2 %, 48 0 %, 63 -5 %, 99 -6 % (Tsit5 on the same machine: 19 +2 %,
+# 24 -1 %, 32 -5 %, 40 -7 %, 48 -8 %).  CELLBOX_NB_DEFER_DW_MIN_N sets both.
+DEFER_DW_MIN_N_DOP853 = int(os.environ.get("CELLBOX_NB_DEFER_DW_MIN_N", "48"))
 LOCKSTEP_MIN_N = int(os.environ.get("CELLBOX_NB_LOCKSTEP_MIN_N", "64"))  # from this n on, conditions step in blocks
 # conditions per lockstep block; 0: by n, 16 below n = 256, 4 up to n = 448, 32 from there.  Measured on the 2-core
 # dev machine (2 MiB L2 per core) with `python bench/lockstep_block.py` (bench/RESULTS.md, "Lockstep block size",

@@ -154,7 +154,7 @@ sys.stdout.write(np.float64(L).tobytes().hex() + g["W"].tobytes().hex() + g["alp
 @pytest.mark.parametrize("integrator", ["dop853", "tsit5"])
 @pytest.mark.parametrize("defer_min_n", ["1000000", "1"])
 def test_bitwise_identical_across_thread_counts(monkeypatch, defer_min_n, integrator):
-    """Both dL/dW paths (direct rank-6 or rank-8 updates; buffered matrix products, on from n = 24 by default),
+    """Both dL/dW paths (direct rank-6 or rank-8 updates; buffered matrix products), each forced for n = 25, and
     both integrators of lam."""
     monkeypatch.setenv("CELLBOX_NB_DEFER_DW_MIN_N", defer_min_n)
     script = _THREAD_SCRIPT.replace("{integrator!r}", repr(integrator))
@@ -199,9 +199,11 @@ def test_buffered_dW_products_match_direct_updates(monkeypatch, integrator, node
     W, alpha, U, t, Y, mask = _setup("random30", 6, 5)
     kw = dict(mask=mask, full_output=True, adjoint_integrator=integrator, **TIGHT)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N_DOP853", 10**9)
     L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
     assert np.array_equal(i0["stats"][:, 6], nodes * i0["stats"][:, 3])  # direct: a term per node and step
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N_DOP853", 1)
     for rows in (384, 1):  # 1: raised to max(QROWS_STEP, QROWS_STEP8), the least one step may need
         monkeypatch.setattr(config, "DEFER_DW_ROWS", rows)
         L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)

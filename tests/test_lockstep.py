@@ -136,10 +136,12 @@ def test_dw_buffers_flushed_mid_block(monkeypatch, adjoint, integrator, lockstep
     kw = dict(adjoint=adjoint, adjoint_integrator=integrator, full_output=True)
     monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 10**9)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 10**9)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N_DOP853", 10**9)
     L0, g0, i0 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
     monkeypatch.setattr(config, "LOCKSTEP_MIN_N", 1 if lockstep else 10**9)
     monkeypatch.setattr(config, "LOCKSTEP_BLOCK", 4)
     monkeypatch.setattr(config, "DEFER_DW_MIN_N", 1)
+    monkeypatch.setattr(config, "DEFER_DW_MIN_N_DOP853", 1)
     monkeypatch.setattr(config, "DEFER_DW_ROWS", 1)  # the buffers get max(1, QROWS_STEP, QROWS_STEP8) rows
     L1, g1, i1 = cb.loss_and_grad(W, alpha, U, t, Y, **kw)
     rows = max(QROWS_STEP, QROWS_STEP8)
