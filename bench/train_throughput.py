@@ -4,6 +4,7 @@ Prints one JSON object per case on stdout; progress on stderr.
     python bench/train_throughput.py                          # all cases
     python bench/train_throughput.py --cases gsd,skmel133 --epochs 100
     python bench/train_throughput.py --adjoint discrete       # the same with --set adjoint=discrete
+    python bench/train_throughput.py --adjoint-integrator tsit5   # --set adjoint_integrator=tsit5
 
 Cases (each a plain ``cellbox-nb train`` command, with ``--set patience=1000000`` so that early stopping cannot end
 the run before ``--epochs``):
@@ -41,7 +42,7 @@ CASES = {
 }
 
 
-def run_case(name, extra, epochs, threads, adjoint):
+def run_case(name, extra, epochs, threads, adjoint, integrator="auto"):
     from cellbox_nb.fit.store import read_fit
 
     env = dict(os.environ)
@@ -49,7 +50,8 @@ def run_case(name, extra, epochs, threads, adjoint):
         env["NUMBA_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix="cellbox_tp_") as tmp:
         out = os.path.join(tmp, "fit.h5")
-        base = [common.console_script(), "train", *extra, *NO_EARLY_STOP, "--set", f"adjoint={adjoint}"]
+        base = [common.console_script(), "train", *extra, *NO_EARLY_STOP, "--set", f"adjoint={adjoint}",
+                "--set", f"adjoint_integrator={integrator}"]
         args = base + ["--epochs", str(epochs), "--out", out, "--overwrite"]
         common.log(f"[throughput] {name}: warm-up start")
         common.run_to_first_epoch(base + ["--epochs", "2", "--out", out, "--overwrite"], env=env)
@@ -68,7 +70,7 @@ def run_case(name, extra, epochs, threads, adjoint):
         "case": name, "command": " ".join(["cellbox-nb", *base[1:], "--epochs", str(epochs), "--out", "fit.h5"]),
         "n": int(ds.n), "conditions": int(ds.M), "times": int(ds.T), "train": int(train.size),
         "val": int(val.size), "test": int(test.size), "batch_size": cfg["batch_size"], "loss": cfg["loss"],
-        "adjoint": cfg["adjoint"],
+        "adjoint": cfg["adjoint"], "adjoint_integrator": cfg["adjoint_integrator"],
         "epochs": done, "status": m["status"], "first_epoch_s": r["first_epoch_s"], "process_s": r["total_s"],
         "wall_s": wall, "epochs_per_s": done / wall, "s_per_epoch": wall / done,
         "first_epoch_loop_s": float(h["wall_s"][0]),
@@ -86,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS for the runs")
     parser.add_argument("--adjoint", choices=("interpolating", "discrete"), default="interpolating",
                         help="the training key adjoint (default: the library's default)")
+    parser.add_argument("--adjoint-integrator", choices=("auto", "dop853", "tsit5"), default="auto",
+                        help="the training key adjoint_integrator (default: the library's default)")
     args = parser.parse_args(argv)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in names if c not in CASES]
@@ -93,7 +97,8 @@ def main(argv=None):
         raise SystemExit(f"--cases: unknown {', '.join(bad)} (choose from {', '.join(CASES)})")
     for name in names:
         extra, epochs = CASES[name]
-        common.emit(run_case(name, extra, args.epochs or epochs, args.threads, args.adjoint))
+        common.emit(run_case(name, extra, args.epochs or epochs, args.threads, args.adjoint,
+                             args.adjoint_integrator))
 
 
 if __name__ == "__main__":

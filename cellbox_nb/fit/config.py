@@ -79,7 +79,7 @@ SCHEMA = {
     "atol": (1e-8, "float+", "solver absolute tolerance during training"),
     "adjoint": ("interpolating", ("interpolating", "discrete"),
                 "gradient: the continuous adjoint with its own adaptive steps (interpolating), or the exact adjoint "
-                "of the forward pass's steps (discrete: the gradient of the computed loss, 0.6-0.7 of the cost; cpu "
+                "of the forward pass's steps (discrete: the gradient of the computed loss, 0.65-0.9 of the cost; cpu "
                 "backend only)"),
     "adjoint_rtol": (None, "float+?", "relative tolerance of the interpolating adjoint's backward pass (default: "
                      "rtol; on the benchmark problems 3 * rtol takes a sixth fewer backward steps for up to 1.07x "
