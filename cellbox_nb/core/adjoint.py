@@ -83,6 +83,21 @@ def adjoint_atol(dl, artol, aatol):
 
 
 @leaf
+def jump(W, alpha, d, dlk, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS):
+    """lam += dlk (the jump dl/dx at an observation time t), then its first stage (row 0 of the stage arrays: lam,
+    x and tanh(z) at t from the dense store, g and d lam / d tau); returns the dense-store step index of t.  (The
+    backward kernels of both integrators and the lockstep blocks.)"""
+    for i in range(lam.shape[0]):
+        lam[i] += dlk[i]
+        LS[0, i] = lam[i]
+    p = _locate(dt, n_st, p, t)
+    TS[0] = dense_eval_xth(dt, dx, dc, dz, p, t, XS[0], TH[0])
+    PS[0] = p
+    adjoint_rhs_th(W, alpha, d, TH[0], LS[0], GS[0], KL[0])
+    return p
+
+
+@leaf
 def _locate(dt, n_st, p, t):
     """Index of the stored step containing t, searching from p (t moves mostly backward)."""
     while p > 0 and t < dt[p]:
@@ -321,13 +336,7 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
         if h_first > 0.0:
             h = h_first  # lam restarts a transient like the one after the previous jump
         seg_start = True
-        for i in range(n):
-            lam[i] += dl[k, i]
-            LS[0, i] = lam[i]
-        p = _locate(dt, n_st, p, t)
-        TS[0] = dense_eval_xth(dt, dx, dc, dz, p, t, XS[0], TH[0])
-        PS[0] = p
-        adjoint_rhs_th(W, alpha, d, TH[0], LS[0], GS[0], KL[0])
+        p = jump(W, alpha, d, dl[k], t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS)
         nfev += 1
         t_stop = t_obs[k - 1] if k > 0 else 0.0
         rejected_last = False

@@ -26,9 +26,8 @@ import numpy as np
 
 from .._jit import kernel, leaf
 from . import status as st
-from .adjoint import QRUN, _emit_run, _locate, finish_integrals
+from .adjoint import QRUN, _emit_run, _locate, finish_integrals, jump
 from .controller import step_factor, step_limit
-from .forward import dense_eval_xth
 from .quadrature import flush_dw
 from .rhs import adjoint_rhs_th, rmatvec
 from .tableau import D8_A, D8_B, D8_C, D8_E3, D8_E5, D8_NSTAGE, D8_QUAD
@@ -253,13 +252,7 @@ def backward_one8(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
         if h_first > 0.0:
             h = h_first
         seg_start = True
-        for i in range(n):
-            lam[i] += dl[k, i]
-            LS[0, i] = lam[i]
-        p = _locate(dt, n_st, p, t)
-        TS[0] = dense_eval_xth(dt, dx, dc, dz, p, t, XS[0], TH[0])
-        PS[0] = p
-        adjoint_rhs_th(W, alpha, d, TH[0], LS[0], GS[0], KL[0])
+        p = jump(W, alpha, d, dl[k], t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS)
         nfev += 1
         t_stop = t_obs[k - 1] if k > 0 else 0.0
         rejected_last = False

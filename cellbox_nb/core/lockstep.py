@@ -19,7 +19,7 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .adjoint import (ADJOINT_DISCRETE, ADJOINT_INTERPOLATING8, QROWS_STEP, QRUN, _locate, add_step_integrals,
-                      adjoint_atol, finish_integrals, fsal_rows, grad_outputs, observation_loss, worker_scratch)
+                      adjoint_atol, finish_integrals, fsal_rows, grad_outputs, jump, observation_loss, worker_scratch)
 from .adjoint8 import (FACTOR_POWER, NS8, QROWS_STEP8, _next_first_stage, add_step_integrals8, error_norm8,
                        stage_sum8)
 from .controller import rms_error_norm, step_factor, step_limit
@@ -28,7 +28,7 @@ from .forward import (NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dens
                       error_estimate,
                       finish_last_step, initial_step, stage_state, store_step)
 from .quadrature import flush_dw
-from .rhs import adjoint_g_th, adjoint_rhs_th, rhs_z, rhs_z_th
+from .rhs import adjoint_g_th, rhs_z, rhs_z_th
 from .tableau import C, D8_B, D8_C, D8_NSTAGE
 from .tanh import tanh
 
@@ -248,15 +248,8 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
 @leaf
 def _jump(W, alpha, d, DL, k, b, t, p, dt, dx, dc, dz, n_st, lam, LS, KL, XS, TH, GS, PS, TS):
     """Add the jump dl/dx(t_k) of condition b to lam and recompute its first stage; returns the step index."""
-    n = lam.shape[1]
-    for i in range(n):
-        lam[b, i] += DL[b, k, i]
-        LS[b, 0, i] = lam[b, i]
-    p = _locate(dt[b], n_st[b], p, t)
-    TS[b, 0] = dense_eval_xth(dt[b], dx[b], dc[b], dz[b], p, t, XS[b, 0], TH[b, 0])
-    PS[b, 0] = p
-    adjoint_rhs_th(W, alpha, d, TH[b, 0], LS[b, 0], GS[b, 0], KL[b, 0])
-    return p
+    return jump(W, alpha, d, DL[b, k], t, p, dt[b], dx[b], dc[b], dz[b], n_st[b], lam[b], LS[b], KL[b], XS[b], TH[b],
+                GS[b], PS[b], TS[b])
 
 
 @leaf
