@@ -241,9 +241,9 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         adjoint_rtol * max |dl/dx(t_k)|, the scale of the adjoint, so the gradient's relative accuracy is about
         adjoint_rtol); not accepted with adjoint="discrete".
     adjoint_integrator : what integrates lam in the interpolating adjoint: "dop853" (8th order, 12 stages a step),
-        "tsit5", or "auto" (default): dop853 on the cpu backend, where it takes 0.6-0.9x the time of tsit5 for the
-        same or a smaller gradient error (bench/RESULTS.md, eighth session), tsit5 on cuda (which has tsit5 only).
-        Not accepted with adjoint="discrete".
+        "tsit5", or "auto" (default): dop853 on the cpu backend, where loss and gradient take 0.82-0.88x the
+        time they take with tsit5 (benchmark grid) for the same or a smaller gradient error (bench/RESULTS.md,
+        eighth session), tsit5 on cuda (which has tsit5 only).  Not accepted with adjoint="discrete".
     w_mask : (n, n) bool, True where W is free; the gradient is zero elsewhere.
     max_dense_bytes : cap on the stored forward trajectory per in-flight condition (10n + 1 numbers a step on the
         cpu, 13n on cuda, 7n + 1 with adjoint="discrete"); a condition that needs more steps ends with status

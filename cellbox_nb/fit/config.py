@@ -82,11 +82,12 @@ SCHEMA = {
                 "of the forward pass's steps (discrete: the gradient of the computed loss, 0.65-0.9 of the cost; cpu "
                 "backend only)"),
     "adjoint_rtol": (None, "float+?", "relative tolerance of the interpolating adjoint's backward pass (default: "
-                     "rtol; on the benchmark problems 3 * rtol takes a sixth fewer backward steps for up to 1.07x "
-                     "(mse) or 3.5x (mae) the gradient error, see README)"),
+                     "rtol; on the benchmark problems, with DOP853, 10 * rtol takes a fifth fewer backward steps for "
+                     "at most 1.7x, mostly under 1.15x, the gradient error, see README)"),
     "adjoint_integrator": ("auto", ("auto", "dop853", "tsit5"),
-                           "integrator of lam in the interpolating adjoint (auto: dop853 on the cpu, 0.6-0.9x the "
-                           "time of tsit5 for the same or a smaller gradient error; tsit5 on cuda)"),
+                           "integrator of lam in the interpolating adjoint (auto: dop853 on the cpu, 0.82-0.88x "
+                           "the loss + gradient time of tsit5 for the same or a smaller gradient error; tsit5 on "
+                           "cuda)"),
     "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),
     "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often"),
     "checkpoint_every": (0, "int0", "also checkpoint every this many epochs (0 = time-based only)"),
