@@ -173,7 +173,9 @@ class Trainer:
             if saved["status"] in FINAL_STATUSES:
                 return saved
             # a key the saved config lacks was added after that file was written, by a version that behaved as
-            # the key's default does
+            # the key's default does (one exception: adjoint_integrator, whose default "auto" now means DOP853 on
+            # the cpu where older versions ran Tsit5; the gradients differ at the solver's tolerance, and old fits
+            # and sweeps resume without a flag, on DOP853: README, sweeps)
             stored = json.loads(json.dumps(DEFAULTS)) | saved["config"]
             current = json.loads(json.dumps(self.cfg))  # as JSON stores it (tuples become lists)
             if stored != current:
