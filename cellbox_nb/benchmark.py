@@ -226,7 +226,7 @@ def choose_repeats(one_s, budget_s=1.5, minimum=3, maximum=1000):
 
 
 def bench_size(n, M, T, *, backend="cpu", precision="float64", rtol=RTOL, atol=ATOL, seed=0, repeats=None,
-               time_budget=2.0, log=None, adjoint="interpolating"):
+               time_budget=2.0, log=None, adjoint="interpolating", adjoint_integrator="auto"):
     """Time ``solve`` and ``loss_and_grad`` (MAE) on the problem of one size; return one flat record.
 
     Order: the model; the first ``solve`` in this process at this size (``solve_first_s``; at the first size it
@@ -234,7 +234,7 @@ def bench_size(n, M, T, *, backend="cpu", precision="float64", rtol=RTOL, atol=A
     (always solved on the CPU, so every backend sees the same problem); the first ``loss_and_grad``
     (``grad_first_s``); then ``repeats`` interleaved pairs solve / loss_and_grad (``repeats`` None: enough pairs
     for ``time_budget`` seconds, at least 3). ``solve_s``/``grad_s`` are the medians; step counts are means over
-    the conditions of the solver's stats.  ``adjoint``: loss_and_grad's.
+    the conditions of the solver's stats.  ``adjoint``, ``adjoint_integrator``: loss_and_grad's.
     """
     from .api import loss_and_grad, solve
 
@@ -256,7 +256,8 @@ def bench_size(n, M, T, *, backend="cpu", precision="float64", rtol=RTOL, atol=A
     problem_s += time.perf_counter() - t0
 
     def grad():
-        return loss_and_grad(W, alpha, U, t, Y, loss="mae", adjoint=adjoint, **opts)
+        return loss_and_grad(W, alpha, U, t, Y, loss="mae", adjoint=adjoint, adjoint_integrator=adjoint_integrator,
+                             **opts)
 
     grad_first_s, (loss, grads, ginfo) = timed(grad)
     c1 = kernel_counts()
@@ -272,7 +273,7 @@ def bench_size(n, M, T, *, backend="cpu", precision="float64", rtol=RTOL, atol=A
     solve_s, grad_s = float(np.median(tf)), float(np.median(tg))
     return {
         "kind": "size", "n": n, "M": M, "T": T, "backend": backend, "precision": precision, "adjoint": adjoint,
-        "rtol": rtol,
+        "adjoint_integrator": adjoint_integrator, "rtol": rtol,
         "atol": atol, "seed": seed, "loss_kind": "mae", "threads": threads(), "threading_layer": threading_layer(),
         "repeats": len(tf), "problem_s": problem_s,
         "solve_first_s": solve_first_s, "grad_first_s": grad_first_s,

@@ -41,6 +41,8 @@ def _header():
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True)
 @click.option("--adjoint", type=click.Choice(["interpolating", "discrete"]), default="interpolating",
               show_default=True, help="loss_and_grad's adjoint (discrete: cpu backend only).")
+@click.option("--adjoint-integrator", type=click.Choice(["auto", "dop853", "tsit5"]), default="auto",
+              show_default=True, help="loss_and_grad's adjoint_integrator (auto: dop853 on cpu, tsit5 on cuda).")
 @seed_option
 @click.option("--floor", "with_floor", is_flag=True,
               help="First measure this machine's floor rates: float64 GEMM, tanh, memory copy (a few seconds).")
@@ -48,8 +50,8 @@ def _header():
               help="Print JSON lines on stdout, one per size (and one for --floor), instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 @run_command
-def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, adjoint, seed, with_floor, as_json,
-          quiet):
+def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, adjoint, adjoint_integrator, seed,
+          with_floor, as_json, quiet):
     """Time the forward solve and loss+gradient on the standard benchmark grid.
 
     Problems: seeded random networks (3 in-edges per node, spectral radius 0.9), M conditions perturbing 1-2
@@ -67,6 +69,10 @@ def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, 
         raise ConfigError("--precision float32 needs --backend cuda")
     if adjoint == "discrete" and backend != "cpu":
         raise ConfigError("--adjoint discrete is available on the cpu backend only")
+    if adjoint == "discrete" and adjoint_integrator != "auto":
+        raise ConfigError("--adjoint-integrator: the discrete adjoint has no integrator of its own")
+    if adjoint_integrator == "dop853" and backend != "cpu":
+        raise ConfigError("--adjoint-integrator dop853 is available on the cpu backend only")
     bm.set_threads(threads)
     device = None
     if backend == "cuda":
@@ -85,7 +91,8 @@ def bench(backend, sizes, repeats, time_budget, threads, precision, rtol, atol, 
         _emit(rec | {"threads": bm.threads()} | head, as_json, _floor_lines)
     for k, (n, M, T) in enumerate(grid):
         rec = bm.bench_size(n, M, T, backend=backend, precision=precision, rtol=rtol, atol=atol, seed=seed,
-                            repeats=repeats, time_budget=time_budget, log=log, adjoint=adjoint)
+                            repeats=repeats, time_budget=time_budget, log=log, adjoint=adjoint,
+                            adjoint_integrator=adjoint_integrator)
         rec["device"] = device
         _emit(rec | head, as_json, (lambda r: _table_lines(r, not with_floor)) if k == 0 else _row_lines)
 
@@ -116,7 +123,9 @@ def _table_lines(rec, machine_line=True):
     if machine_line:
         yield _machine_line(rec)
     yield (f"# {where}, {rec['precision']}, {rec['threads']} threads ({rec['threading_layer']}), rtol {rec['rtol']:g}, "
-           f"atol {rec['atol']:g}, {rec['adjoint']} adjoint, seed {rec['seed']}; medians of interleaved repeats; steps per condition")
+           f"atol {rec['atol']:g}, {rec['adjoint']} adjoint"
+           + ("" if rec["adjoint"] == "discrete" else f" (lam: {rec['adjoint_integrator']})")
+           + f", seed {rec['seed']}; medians of interleaved repeats; steps per condition")
     yield "  ".join(h.rjust(w) for (h, _, _), w in zip(_COLS, _WIDTHS))
     yield from _row_lines(rec)
 

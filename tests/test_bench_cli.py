@@ -21,7 +21,8 @@ from test_cli_data import assert_one_error_line  # tests/ is on sys.path (confte
 
 BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
 
-SIZE_KEYS = {"kind", "n", "M", "T", "backend", "precision", "adjoint", "rtol", "atol", "seed", "loss_kind", "threads",
+SIZE_KEYS = {"kind", "n", "M", "T", "backend", "precision", "adjoint", "adjoint_integrator", "rtol", "atol", "seed",
+             "loss_kind", "threads",
              "threading_layer", "repeats", "problem_s", "solve_first_s", "grad_first_s", "kernels_compiled",
              "kernels_loaded", "solve_s", "solve_min_s", "solve_max_s", "grad_s", "grad_min_s", "grad_max_s", "ratio",
              "steps_per_cond", "rejected_per_cond", "fev_per_cond", "bwd_steps_per_cond", "bwd_rejected_per_cond",
@@ -96,7 +97,8 @@ def test_bad_sizes_give_exit_2_and_one_line(sizes):
 
 
 @pytest.mark.parametrize("args", [["--threads", str(numba.config.NUMBA_NUM_THREADS + 1)],
-                                  ["--precision", "float32"]])
+                                  ["--precision", "float32"],
+                                  ["--adjoint", "discrete", "--adjoint-integrator", "tsit5"]])
 def test_bad_options_give_exit_2_and_one_line(args):
     assert_one_error_line(invoke("--sizes", "3:2:2", *args), 2)
 
