@@ -150,3 +150,29 @@ def test_dw_buffers_flushed_mid_block(monkeypatch, adjoint, integrator, lockstep
     assert abs(L1 - L0) <= 1e-13 * abs(L0)
     for k in ("W", "alpha", "d"):
         assert _rel(g1[k], g0[k]) <= 1e-12, k
+
+
+@pytest.mark.parametrize("integrator", ["dop853", "tsit5"])
+def test_backward_step_limit_inside_a_block_matches(monkeypatch, integrator):
+    """A max_steps that the forward passes of all conditions stay under but the backward passes of some exceed (the
+    median of the backward's step counts, forward steps permitting; adjoint_rtol 1e-10 so that the backward takes
+    more steps than the forward): the same conditions fail with MAX_STEPS per condition and in lockstep blocks."""
+    from cellbox_nb.core import status as st
+
+    W, alpha, U, t = random_problem(17, 11, seed=7)
+    Y = cb.solve(W * 0.8, alpha, U, t) + 0.01 * np.random.default_rng(4).normal(size=(11, t.size, 17))
+    kw = dict(adjoint_integrator=integrator, adjoint_rtol=1e-10)
+    _, _, info = cb.loss_and_grad(W, alpha, U, t, Y, full_output=True, **kw)
+    fwd_tried = info["stats"][:, 0] + info["stats"][:, 1]
+    bwd_tried = info["stats"][:, 3] + info["stats"][:, 4]
+    limit = max(int(fwd_tried.max()), int(np.median(bwd_tried)))
+    assert 0 < np.sum(bwd_tried >= limit) < 11
+
+    def failing():
+        with pytest.raises(cb.SolveError) as exc:
+            cb.loss_and_grad(W, alpha, U, t, Y, max_steps=limit, **kw)
+        return exc.value.status
+
+    s0, s1 = _both(monkeypatch, failing)
+    assert np.array_equal(s1, s0)
+    assert set(np.unique(s0)) == {st.SUCCESS, st.MAX_STEPS}
