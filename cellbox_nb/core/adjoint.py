@@ -275,17 +275,26 @@ def adjoint_stages(W, alpha, d, lam, h_step, t, t_stop, hit, dt, dx, dc, dz, n_s
 
 
 @leaf
-def fsal_rows(lam, LS, KL, XS, TH, GS, PS, TS):
-    """After an accepted backward step: lam = its end value, and the last stage becomes the next step's first."""
-    last = NSTAGE - 1
-    PS[0] = PS[last]
-    TS[0] = TS[last]
+def first_stage_from(lam, LS, XS, TH, PS, TS, r_lam, r_x):
+    """After an accepted backward step: lam = LS[r_lam], its end value, which becomes row 0 of LS with x, tanh(z)
+    and place (PS, TS) from row r_x, the stage at the same time (both integrators end a step on a stage at c = 1)."""
+    PS[0] = PS[r_x]
+    TS[0] = TS[r_x]
     for i in range(lam.shape[0]):
-        lam[i] = LS[last, i]
-        LS[0, i] = LS[last, i]
+        lam[i] = LS[r_lam, i]
+        LS[0, i] = LS[r_lam, i]
+        XS[0, i] = XS[r_x, i]
+        TH[0, i] = TH[r_x, i]
+
+
+@leaf
+def fsal_rows(lam, LS, KL, XS, TH, GS, PS, TS):
+    """After an accepted Tsit5 backward step: lam = its end value, and the last stage (derivative and g included)
+    becomes the next step's first."""
+    last = NSTAGE - 1
+    first_stage_from(lam, LS, XS, TH, PS, TS, last, last)
+    for i in range(lam.shape[0]):
         KL[0, i] = KL[last, i]
-        XS[0, i] = XS[last, i]
-        TH[0, i] = TH[last, i]
         GS[0, i] = GS[last, i]
 
 

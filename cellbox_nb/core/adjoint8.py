@@ -26,7 +26,7 @@ import numpy as np
 
 from .._jit import kernel, leaf
 from . import status as st
-from .adjoint import QRUN, _emit_run, _locate, finish_integrals, jump
+from .adjoint import QRUN, _emit_run, _locate, finish_integrals, first_stage_from, jump
 from .controller import step_factor, step_limit
 from .quadrature import flush_dw
 from .rhs import adjoint_rhs_th, rmatvec
@@ -206,20 +206,6 @@ def add_step_integrals8(h, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, Q
     return q
 
 
-@leaf
-def _next_first_stage(lam, LS, XS, TH, PS, TS):
-    """After an accepted step that does not end a segment: lam = its result, which becomes row 0 with stage 12's x,
-    tanh(z) and place (the same time); g and the derivative are the caller's."""
-    last = D8_NSTAGE - 1
-    PS[0] = PS[last]
-    TS[0] = TS[last]
-    for i in range(lam.shape[0]):
-        lam[i] = LS[D8_NSTAGE, i]
-        LS[0, i] = LS[D8_NSTAGE, i]
-        XS[0, i] = XS[last, i]
-        TH[0, i] = TH[last, i]
-
-
 @kernel
 def backward_one8(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                   dt, dx, dc, dz, n_st, gW, galpha, gd, Gq, Xq):
@@ -282,7 +268,7 @@ def backward_one8(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 h_first = h_step
                 seg_start = False
             t = t_stop if hit else t - h_step
-            _next_first_stage(lam, LS, XS, TH, PS, TS)
+            first_stage_from(lam, LS, XS, TH, PS, TS, D8_NSTAGE, D8_NSTAGE - 1)  # stage 12 is at the result's time
             n_acc += 1
             finite = True
             for i in range(n):

@@ -19,9 +19,9 @@ from numba import prange
 from .._jit import driver, kernel, leaf
 from . import status as st
 from .adjoint import (ADJOINT_DISCRETE, ADJOINT_INTERPOLATING8, QROWS_STEP, QRUN, _locate, add_step_integrals,
-                      adjoint_atol, finish_integrals, fsal_rows, grad_outputs, jump, observation_loss, worker_scratch)
-from .adjoint8 import (FACTOR_POWER, NS8, QROWS_STEP8, _next_first_stage, add_step_integrals8, error_norm8,
-                       stage_sum8)
+                      adjoint_atol, finish_integrals, first_stage_from, fsal_rows, grad_outputs, jump,
+                      observation_loss, worker_scratch)
+from .adjoint8 import FACTOR_POWER, NS8, QROWS_STEP8, add_step_integrals8, error_norm8, stage_sum8
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
 from .forward import (NQUAD, NSTAGE, STORE_DENSE, STORE_NONE, STORE_STAGES, dense_eval_th, dense_eval_xth,
@@ -361,7 +361,7 @@ def _bwd_accept(r0, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h
         t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
         t[b] = t_stop if hit[b] else t[b] - h_step
         if eight:
-            _next_first_stage(lam[b], LS[b], XS[b], TH[b], PS[b], TS[b])
+            first_stage_from(lam[b], LS[b], XS[b], TH[b], PS[b], TS[b], D8_NSTAGE, D8_NSTAGE - 1)
         else:
             fsal_rows(lam[b], LS[b], KL[b], XS[b], TH[b], GS[b], PS[b], TS[b])
         n_acc[b] += 1
@@ -467,7 +467,8 @@ def backward_block(W, alpha, d, t_obs, DL, rtol, atol, h_init, max_steps, beta, 
         if eight:
             m = _bwd_first_args(na, act, need, alpha, LS, TH, GS, Gg, sel, nfev)
             if m > 0:
-                np.dot(Gg[:_gemm_rows(m)], W, Rg[:_gemm_rows(m)])
+                mg = _gemm_rows(m)
+                np.dot(Gg[:mg], W, Rg[:mg])
                 _bwd_stage_derivs(0, m, sel, d, Rg, LS, KL)
         for s in range(1, n_stage):
             _bwd_stage_args(s, na, act, alpha, t_obs, seg, t, hst, hit, lam, KL, LS, dt, dx, dc, dz, n_st, p, XS, TH,
