@@ -88,6 +88,14 @@ SCHEMA = {
                            "integrator of lam in the interpolating adjoint (auto: dop853 on the cpu, 0.82-0.88x "
                            "the loss + gradient time of tsit5 for the same or a smaller gradient error; tsit5 on "
                            "cuda)"),
+    "prune": (False, "bool", "after the fit, refit W on the support of its largest entries (levels 0.02-0.5 of "
+                             "max |W|, the diagonal kept), choosing among the fit and the refits by prune_select "
+                             "(cellbox_nb/fit/prune.py)"),
+    "prune_select": ("bic", ("bic", "val"), "how prune chooses the support: Bayesian information criterion on the "
+                                            "training loss (bic) or validation loss (val)"),
+    "prune_diagonal": (False, "bool", "let prune remove self-loops too (default: the diagonal stays free)"),
+    "prune_epochs": (2000, "int+", "maximum epochs of each prune refit"),
+    "prune_patience": (300, "int+", "early-stopping patience of each prune refit"),
     "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),
     "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often"),
     "checkpoint_every": (0, "int0", "also checkpoint every this many epochs (0 = time-based only)"),
@@ -98,7 +106,8 @@ DEFAULTS = {k: v[0] for k, v in SCHEMA.items()}
 # Keys added after sweep row names (cellbox_nb.sweep: a hash of the resolved config) were first written: left out of
 # that hash while at their default, so a sweep folder written before a key existed keeps its row names and a rerun
 # after an upgrade still finds its finished rows.  Append every key added from now on.
-LATE_KEYS = ("adjoint_rtol", "adjoint_integrator")
+LATE_KEYS = ("adjoint_rtol", "adjoint_integrator", "prune", "prune_select", "prune_diagonal", "prune_epochs",
+             "prune_patience")
 
 
 # Names users bring from CellBox's configs (TF/PyTorch, CellBox.jl) and from common training tools, for the hint

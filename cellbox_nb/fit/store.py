@@ -17,6 +17,13 @@ early_stopped, interrupted, numerical_failure), ``cellbox_nb_version``, ``create
 - ``metrics``             JSON string (written when the fit ends).
 - ``checkpoint/``         everything a resume needs: parameters, Adam moments (m_*, v_*), and attributes
                           epoch, step, lr, rng_state (JSON), best_val, bad_epochs, plateau_bad, ma_buffer (JSON).
+- ``prune/``              only after the prune refits (config key ``prune``, cellbox_nb.fit.prune): one entry per
+                          candidate, the unpruned fit first, in ``levels`` (0 for the fit), ``support`` (free
+                          W entries), ``train_loss``, ``val_loss``, ``criterion``, ``epochs`` (of the refit);
+                          ``mask`` (n, n) the selected support; ``stage1/{W,alpha,d}`` the fit's best
+                          parameters; attributes ``select`` and ``chosen`` (index of the selected candidate).
+                          ``params/best`` and ``params/final`` then hold the selected candidate's parameters,
+                          ``history`` and the checkpoint stay the fit's.
 
 Crash safety: the whole file is rewritten under a temporary name and renamed into place at every checkpoint
 (cellbox_nb.data.h5atomic), so a kill at any moment leaves the previous complete file.  History is small
@@ -35,10 +42,11 @@ from ..data.h5atomic import atomic_h5_write, open_for_reading
 KIND = "cellbox-nb fit"
 FORMAT_VERSION = 1
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "grad_norm", "rejected", "wall_s")
+PRUNE_ARRAYS = ("levels", "support", "train_loss", "val_loss", "criterion", "epochs")
 
 
 def write_fit(path, *, status, config, dataset, split, history, final, best, best_epoch, checkpoint,
-              predictions=None, metrics=None, created=None):
+              predictions=None, metrics=None, created=None, prune=None):
     """Write the complete results file atomically (layout in the module docstring)."""
     from .. import __version__
 
@@ -76,6 +84,15 @@ def write_fit(path, *, status, config, dataset, split, history, final, best, bes
             f.create_dataset("predictions/X", data=predictions)
         if metrics is not None:
             f.create_dataset("metrics", data=json.dumps(metrics, sort_keys=True))
+        if prune is not None:
+            g = f.create_group("prune")
+            g.attrs["select"] = prune["select"]
+            g.attrs["chosen"] = np.int64(prune["chosen"])
+            for key in PRUNE_ARRAYS:
+                g.create_dataset(key, data=prune[key])
+            g.create_dataset("mask", data=np.asarray(prune["mask"], dtype=bool))
+            for key, val in prune["stage1"].items():
+                g.create_dataset(f"stage1/{key}", data=val)
 
 
 def _str_dtype():
@@ -88,8 +105,8 @@ def read_fit(path, *, with_checkpoint=False):
     """Read a results file into a dict of arrays and plain values.
 
     Keys: status, config (dict), dataset (Dataset), split (train, val, test), history (dict column -> array),
-    final and best (dicts W, alpha, d), best_epoch, nodes, predictions (or None), metrics (dict or None),
-    and with ``with_checkpoint`` the checkpoint dict.  Raises InputDataError (one line) on a bad file.
+    final and best (dicts W, alpha, d), best_epoch, nodes, predictions (or None), metrics (dict or None), created,
+    prune (dict of the prune/ group, or None), and with ``with_checkpoint`` the checkpoint dict.  Raises InputDataError (one line) on a bad file.
     """
     f, fail = open_for_reading(path, "results file")
     with f:
@@ -112,6 +129,14 @@ def read_fit(path, *, with_checkpoint=False):
             out["nodes"] = list(f["params/nodes"].asstr()[()])
             out["predictions"] = f["predictions/X"][()] if "predictions" in f else None
             out["metrics"] = json.loads(f["metrics"][()]) if "metrics" in f else None
+            out["created"] = str(f.attrs.get("created", ""))
+            out["prune"] = None
+            if "prune" in f:
+                g = f["prune"]
+                pr = {k: g[k][()] for k in PRUNE_ARRAYS}
+                pr.update({"select": str(g.attrs["select"]), "chosen": int(g.attrs["chosen"]),
+                           "mask": g["mask"][()], "stage1": {k: v[()] for k, v in g["stage1"].items()}})
+                out["prune"] = pr
             if with_checkpoint:
                 c = f["checkpoint"]
                 ck = {k: v[()] for k, v in c.items()}

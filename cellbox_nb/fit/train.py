@@ -31,6 +31,7 @@ from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
 from .masks import apply_node_roles, build_w_mask
 from .splits import make_split, partition_info
+from .prune import check_config as check_prune_config, loss_function, prune_and_refit
 from .store import read_fit, write_fit
 
 FINAL_STATUSES = ("finished", "early_stopped")
@@ -129,13 +130,14 @@ class Trainer:
     """Fit one dataset with one resolved config, writing ``out_path`` (see :mod:`cellbox_nb.fit.store`)."""
 
     def __init__(self, dataset, cfg, out_path, *, progress=None, stop_requested=None, parallel=None,
-                 init_params=None):
+                 init_params=None, write=True, w_mask=None, split=None):
         # parallel: None, or a condition splitter (cellbox_nb.fit.mpi.Conditions) whose loss_and_grad and solve
-        # sum over all ranks; then only its root writes the results file
+        # sum over all ranks; then only its root writes the results file.  write=False: no file at all (the prune
+        # refits); w_mask: entries fixed at zero on top of the config's mask; split: this split, not make_split's
         self.parallel = parallel
         self._loss_and_grad = parallel.loss_and_grad if parallel else loss_and_grad
         self._solve = parallel.solve if parallel else solve
-        self._writes = parallel is None or parallel.is_root
+        self._writes = write and (parallel is None or parallel.is_root)
         dataset.validate()
         dataset = apply_node_roles(cfg, dataset)
         self.ds = dataset
@@ -144,10 +146,14 @@ class Trainer:
         self.progress = progress
         self.stop_requested = stop_requested or (lambda: None)
         self.w_mask = build_w_mask(cfg, dataset)
+        if w_mask is not None:
+            w_mask = np.asarray(w_mask, dtype=bool)
+            self.w_mask = w_mask if self.w_mask is None else self.w_mask & w_mask
         self.mask = dataset.observed()
         self.created = None
         self._last_ckpt = 0.0
         self.init_params = _check_init_params(init_params, dataset.n)
+        self._given_split = split
 
     # -- set-up ---------------------------------------------------------------------------------------------
     def _initial_state(self):
@@ -188,7 +194,8 @@ class Trainer:
             self.mask = self.ds.observed()
             self.w_mask = build_w_mask(self.cfg, self.ds)
         else:
-            self.split = make_split(self.ds, self.cfg)
+            self.split = make_split(self.ds, self.cfg) if self._given_split is None else self._given_split
+            check_prune_config(self.cfg, self.split)
             self.state = self._initial_state()
             self._write("running")
         return self._run()
@@ -406,6 +413,52 @@ def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested
     than the root write nothing and return only status, metrics and parameters.
     ``init_params``: starting values {"W": (n, n), "alpha": (n,), "d": (n,)} (any subset) instead of the configured
     initialisation, e.g. a warm start from an earlier fit (the W mask still applies); ignored by ``resume``, which
-    continues from the checkpoint."""
-    return Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested,
-                   parallel=parallel, init_params=init_params).start(resume=resume)
+    continues from the checkpoint.
+    With config key ``prune``, the fit is followed by the prune refits of :mod:`cellbox_nb.fit.prune` (a resumed
+    fit whose file has no prune results yet redoes them)."""
+    trainer = Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested,
+                      parallel=parallel, init_params=init_params)
+    res = trainer.start(resume=resume)
+    if not cfg["prune"] or res["status"] not in FINAL_STATUSES or res.get("prune") is not None:
+        return res
+    return _prune(trainer, res, stop_requested, parallel)
+
+
+def _prune(trainer, res, stop_requested, parallel):
+    """The prune refits after a fit that ended (module cellbox_nb.fit.prune); rewrites the results file."""
+    cfg = trainer.cfg
+    ds = res.get("dataset", trainer.ds)
+    split = tuple(res["split"]) if "split" in res else trainer.split
+    free = build_w_mask(cfg, ds)
+    stage1 = {k: np.array(v) for k, v in res["best"].items()}
+
+    def make_trainer(refit_cfg, init, mask):
+        return Trainer(ds, refit_cfg, trainer.out, stop_requested=stop_requested, parallel=parallel,
+                       init_params=init, write=False, w_mask=mask, split=split)
+
+    loss_of = loss_function(trainer._solve, ds, cfg, ds.observed())
+    best, path = prune_and_refit(make_trainer, ds, cfg, split, free, stage1, loss_of)
+    try:
+        X = trainer._solve(best["W"], best["alpha"], ds.U, ds.t, rtol=cfg["rtol"], atol=cfg["atol"],
+                           decay=best["d"], on_failure="nan", backend=cfg["backend"])
+    except SolveError:  # pragma: no cover - on_failure="nan" does not raise
+        X = None
+    old = res["metrics"] or {}
+    metrics = evaluate(ds, split, best, X, cfg["loss"])
+    for key in ("epochs", "best_epoch", "wall_s", "status", "steps", "partition", "drug"):
+        if key in old:
+            metrics[key] = old[key]
+    j = path["chosen"]
+    metrics["prune"] = {"select": path["select"], "level": float(path["levels"][j]),
+                        "support": int(path["support"][j]), "candidates": int(path["levels"].size)}
+    if not trainer._writes:
+        return {"status": res["status"], "metrics": metrics, "final": best, "best": best,
+                "best_epoch": res["best_epoch"], "prune": path}
+    saved = read_fit(trainer.out, with_checkpoint=True)
+    history = [tuple(float(saved["history"][c][i]) for c in saved["history"])
+               for i in range(len(saved["history"]["epoch"]))]
+    write_fit(trainer.out, status=saved["status"], config=cfg, dataset=saved["dataset"], split=saved["split"],
+              history=history, final=best, best=best, best_epoch=saved["best_epoch"],
+              checkpoint=saved["checkpoint"], predictions=X, metrics=metrics, created=saved["created"] or None,
+              prune=path)
+    return read_fit(trainer.out)
