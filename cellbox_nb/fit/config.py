@@ -47,7 +47,9 @@ SCHEMA = {
     "cellbox_masks": (False, "bool", "CellBox's W mask: no self-loops, no input to drug-activity nodes, no "
                                      "output from phenotype nodes, no direct activity -> phenotype edges "
                                      "(needs node roles)"),
-    "init": ("zeros", ("zeros", "random"), "initial W: zeros, or N(0, init_scale) entries"),
+    "init": ("zeros", ("zeros", "random", "steady_state"),
+             "initial W: zeros, N(0, init_scale) entries, or steady_state: W and alpha regressed on the training "
+             "responses at the last time point, taken as a steady state (cellbox_nb/fit/steady.py)"),
     "init_scale": (0.01, "float0", "sd of the random initial W"),
     "init_alpha": (0.5, "float+", "initial alpha (all nodes)"),
     # optimiser

@@ -31,6 +31,7 @@ from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
 from .masks import apply_node_roles, build_w_mask
 from .splits import make_split, partition_info
+from .steady import steady_state_init
 from .prune import check_config as check_prune_config, loss_function, prune_and_refit
 from .store import read_fit, write_fit
 
@@ -159,8 +160,13 @@ class Trainer:
     def _initial_state(self):
         cfg, n = self.cfg, self.ds.n
         rng = np.random.default_rng(cfg["seed"])
-        W = np.zeros((n, n)) if cfg["init"] == "zeros" else cfg["init_scale"] * rng.normal(size=(n, n))
+        W = cfg["init_scale"] * rng.normal(size=(n, n)) if cfg["init"] == "random" else np.zeros((n, n))
         params = {"W": W, "alpha": np.full(n, cfg["init_alpha"]), "d": np.ones(n)}
+        if cfg["init"] == "steady_state" and "W" not in self.init_params:
+            train = self.split[0]
+            fixed = None if cfg["learn_alpha"] else params["alpha"]
+            params["W"], params["alpha"] = steady_state_init(self.ds.U[train], self.ds.Y[train], self.mask[train],
+                                                             self.w_mask, alpha=fixed)
         for key, val in self.init_params.items():  # given starting values replace the configured ones
             params[key] = val.copy()
         if self.w_mask is not None:
