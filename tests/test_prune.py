@@ -208,3 +208,33 @@ def test_trainer_starts_from_the_steady_state_regression_of_the_training_conditi
     np.testing.assert_array_equal(st.params["alpha"], a)
     # on BF this start is already close to the truth (the fit from zeros is not: bench/RESULTS.md)
     assert np.corrcoef(W.ravel(), ds.W_true.ravel())[0, 1] > 0.9
+
+
+def test_prune_through_the_cli_does_not_depend_on_the_thread_count(tmp_path):
+    """`cellbox-nb train --set prune=true` with NUMBA_NUM_THREADS=1 and =2: the same parameters, path and history,
+    bitwise; --json still prints the documented keys."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fits = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}.h5"
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        res = subprocess.run([sys.executable, "-m", "cellbox_nb._cli.main", "train", "--network", "LI", "--quiet",
+                              "--json", "--epochs", "150", "--out", str(out), "--set", "prune=true",
+                              "--set", "prune_epochs=60"], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        summary = json.loads(res.stdout)
+        assert {"mae_test", "pearson_W", "auroc", "status"} <= set(summary)
+        fits.append(read_fit(out))
+    a, b = fits
+    assert a["prune"] is not None
+    for key in ("W", "alpha", "d"):
+        assert np.array_equal(a["best"][key], b["best"][key])
+    for key in ("levels", "support", "train_loss", "criterion", "epochs", "mask"):
+        assert np.array_equal(a["prune"][key], b["prune"][key])
+    for col in a["history"]:
+        if col != "wall_s":
+            assert np.array_equal(a["history"][col], b["history"][col])
