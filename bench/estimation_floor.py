@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from paper_tables import SETUP, TRAIN  # noqa: E402
+from paper_tables import SETUP, TRAIN, medians_by_network  # noqa: E402
 
 from cellbox_nb import solve  # noqa: E402
 from cellbox_nb.data.dataset import simulate  # noqa: E402
@@ -104,13 +104,8 @@ def run_one(name, seed, draws):
 def markdown(rows):
     out = ["| network | n | edges | noise | train | test MAE floor, full model | test MAE floor, true support | "
            "r(W) efficient, full | r(W) efficient, support |", "|---|---|---|---|---|---|---|---|---|"]
-    for name in SETUP:
-        rs = [r for r in rows if r["network"] == name]
-        if not rs:
-            continue
-        med = {k: float(np.median([r[k] for r in rs])) for k in ("mae_floor_full", "mae_floor_support",
-                                                                  "r_eff_full", "r_eff_support")}
-        r0 = rs[0]
+    keys = ("mae_floor_full", "mae_floor_support", "r_eff_full", "r_eff_support")
+    for name, r0, med in medians_by_network(rows, keys):
         out.append(f"| {name} | {r0['n']} | {r0['edges']} | {r0['noise']:g} | {r0['conditions'][0]} | "
                    f"{med['mae_floor_full']:.2e} | {med['mae_floor_support']:.2e} | {med['r_eff_full']:.3f} | "
                    f"{med['r_eff_support']:.3f} |")

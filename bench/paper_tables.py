@@ -82,16 +82,18 @@ def _run_job(job):
     return run_one(name, seed, extra, from_truth=from_truth)
 
 
+def medians_by_network(rows, keys):
+    """(name, its first row, {key: median over its rows}) for each network of SETUP with rows, in SETUP order."""
+    for name in SETUP:
+        rs = [r for r in rows if r["network"] == name]
+        if rs:
+            yield name, rs[0], {k: float(np.median([r[k] for r in rs])) for k in keys}
+
+
 def markdown(rows):
     out = ["| network | n | edges | train/val/test | T | noise | test MAE | Pearson W | AUROC | AUPR | epochs | wall s |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in SETUP:
-        rs = [r for r in rows if r["network"] == name]
-        if not rs:
-            continue
-        med = {k: float(np.median([r[k] for r in rs])) for k in ("mae_test", "pearson_W", "auroc", "aupr",
-                                                                 "epochs", "wall_s")}
-        r0 = rs[0]
+    for name, r0, med in medians_by_network(rows, ("mae_test", "pearson_W", "auroc", "aupr", "epochs", "wall_s")):
         out.append(f"| {name} | {r0['n']} | {r0['edges']} | {'/'.join(map(str, r0['conditions']))} | {r0['T']} | "
                    f"{r0['noise']:g} | {med['mae_test']:.2e} | {med['pearson_W']:.3f} | {med['auroc']:.3f} | "
                    f"{med['aupr']:.3f} | {med['epochs']:.0f} | {med['wall_s']:.1f} |")
