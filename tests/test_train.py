@@ -46,7 +46,8 @@ def test_l1_prox_mask_adamw_and_alpha_projection():
 # -- config -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("key, hint", [("epoch", "epochs"), ("learning_rate", "lr"), ("lerning_rate", "lr"),
                                        ("n_iter_max", "epochs"), ("grad_max", "clip_norm"), ("l1lambda", "l1"),
-                                       ("Batch-Size", "batch_size"), ("weigth_decay", "weight_decay")])
+                                       ("Batch-Size", "batch_size"), ("weigth_decay", "weight_decay"),
+                                       ("prune_levels", "prune"), ("prune_criterion", "prune_select")])
 def test_unknown_key_names_the_closest_valid_one(key, hint):
     """Spelling slips get the nearest key; names from CellBox configs and other tools get their counterpart."""
     with pytest.raises(ConfigError, match=f"unknown config key '{key}'.*did you mean '{hint}'"):

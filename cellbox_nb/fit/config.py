@@ -123,6 +123,8 @@ ALIASES = {
     "batchsize": "batch_size", "n_batch": "batch_size",
     "ntotal": "times", "n_mu": "max_targets", "n_exp": "conditions", "noise_level": "noise",
     "n_iter_patience": "patience", "n_iter_buffer": "ma_window", "seed_data": "data_seed",
+    "prune_level": "prune", "prune_levels": "prune", "prune_threshold": "prune", "refit": "prune",
+    "prune_criterion": "prune_select", "prune_self_loops": "prune_diagonal", "init_method": "init",
 }
 
 
