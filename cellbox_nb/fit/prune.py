@@ -35,7 +35,6 @@ import math
 
 import numpy as np
 
-from ..api import SolveError
 from ..errors import ConfigError, Interrupted, NumericalError
 from .config import resolve
 
@@ -121,9 +120,8 @@ def prune_and_refit(make_trainer, ds, cfg, split, free, stage1, loss_of):
         best = res["best"]
         rows.append((level, mask, best, loss_of(best, train), loss_of(best, val), int(res["metrics"]["epochs"])))
     crit = [criterion(sel, kind, r[3], r[4], n_obs, n_parameters(r[1], n, cfg)) for r in rows]
-    # ties (and all-infinite criteria) go to the smaller support; the unpruned fit is the last resort
-    order = sorted(range(len(rows)), key=lambda j: (crit[j], int(rows[j][1].sum())))
-    chosen = order[0]
+    # ties (and all-infinite criteria) go to the smaller support
+    chosen = min(range(len(rows)), key=lambda j: (crit[j], int(rows[j][1].sum())))
     path = {
         "select": sel, "chosen": chosen,
         "levels": np.array([r[0] for r in rows]), "support": np.array([int(r[1].sum()) for r in rows]),
@@ -133,21 +131,3 @@ def prune_and_refit(make_trainer, ds, cfg, split, free, stage1, loss_of):
     }
     return {k: v.copy() for k, v in rows[chosen][2].items()}, path
 
-
-def loss_function(solve, ds, cfg, mask_all):
-    """loss_of(params, idx) for :func:`prune_and_refit`: the config's loss of params' responses over conditions
-    idx with all time points (NaN for an empty idx or a failed solve)."""
-    def loss_of(params, idx):
-        idx = np.asarray(idx)
-        if idx.size == 0:
-            return math.nan
-        try:
-            X = solve(params["W"], params["alpha"], ds.U[idx], ds.t, rtol=cfg["rtol"], atol=cfg["atol"],
-                      decay=params["d"], backend=cfg["backend"])
-        except SolveError:
-            return math.nan
-        r = (X - np.nan_to_num(ds.Y[idx]))[mask_all[idx]]
-        if r.size == 0:
-            return math.nan
-        return float(np.mean(np.abs(r)) if cfg["loss"] == "mae" else np.mean(r * r))
-    return loss_of

@@ -63,19 +63,29 @@ def steady_state_init(U, Y, mask=None, w_mask=None, alpha=None, ridge=RIDGE):
             w[cols] = np.linalg.lstsq(A, b, rcond=None)[0]
         return w
 
+    def refine(i, w0, a0, bounds):
+        """Row i's nonlinear least squares from (w0, a0): over (w_i, alpha_i) within bounds of alpha_i, or, with
+        bounds None, over w_i alone at the fixed gain a0."""
+        cols = np.flatnonzero(free[i])
+
+        def resid(p):
+            w, a = (p[:-1], p[-1]) if bounds is not None else (p, a0)
+            return np.concatenate([ys[:, i] - a * np.tanh(ys[:, cols] @ w - us[:, i]), np.sqrt(ridge) * w])
+
+        if bounds is None:
+            return least_squares(resid, w0[cols]).x, a0
+        lo = np.r_[np.full(cols.size, -np.inf), bounds[0]]
+        hi = np.r_[np.full(cols.size, np.inf), bounds[1]]
+        x = least_squares(resid, np.r_[w0[cols], a0], bounds=(lo, hi)).x
+        return x[:-1], x[-1]
+
+    W = np.zeros((n, n))
     if alpha is not None:  # fixed gains: the row regressions, then each row's w_i by nonlinear least squares
-        alpha = np.asarray(alpha, dtype=np.float64)
-        W = np.zeros((n, n))
+        alpha = np.array(alpha, dtype=np.float64)
         for i in range(n):
-            cols = np.flatnonzero(free[i])
-            if cols.size == 0:
-                continue
-
-            def resid_w(w, i=i, cols=cols):
-                return np.concatenate([ys[:, i] - alpha[i] * np.tanh(ys[:, cols] @ w - us[:, i]), np.sqrt(ridge) * w])
-
-            W[i, cols] = least_squares(resid_w, row_lstsq(i, alpha[i])[cols]).x
-        return W, alpha.copy()
+            if free[i].any():
+                W[i, free[i]] = refine(i, row_lstsq(i, alpha[i]), alpha[i], None)[0]
+        return W, alpha
     best = None
     for a in amax * GRID:
         Wa = np.array([row_lstsq(i, a) for i in range(n)])
@@ -83,18 +93,7 @@ def steady_state_init(U, Y, mask=None, w_mask=None, alpha=None, ridge=RIDGE):
         if best is None or r < best[0]:
             best = (r, a, Wa)
     _, a, W0 = best
-    W = np.zeros((n, n))
     alpha = np.full(n, a)
     for i in range(n):
-        cols = np.flatnonzero(free[i])
-
-        def resid(p, i=i, cols=cols):
-            z = ys[:, cols] @ p[:-1] - us[:, i]
-            return np.concatenate([ys[:, i] - p[-1] * np.tanh(z), np.sqrt(ridge) * p[:-1]])
-
-        lo = np.r_[np.full(cols.size, -np.inf), 0.5 * a]
-        hi = np.r_[np.full(cols.size, np.inf), 2.0 * a]
-        sol = least_squares(resid, np.r_[W0[i, cols], a], bounds=(lo, hi))
-        W[i, cols] = sol.x[:-1]
-        alpha[i] = sol.x[-1]
+        W[i, free[i]], alpha[i] = refine(i, W0[i], a, (0.5 * a, 2.0 * a))
     return W, alpha

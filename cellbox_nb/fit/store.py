@@ -106,7 +106,8 @@ def read_fit(path, *, with_checkpoint=False):
 
     Keys: status, config (dict), dataset (Dataset), split (train, val, test), history (dict column -> array),
     final and best (dicts W, alpha, d), best_epoch, nodes, predictions (or None), metrics (dict or None), created,
-    prune (dict of the prune/ group, or None), and with ``with_checkpoint`` the checkpoint dict.  Raises InputDataError (one line) on a bad file.
+    prune (dict of the prune/ group, or None), and with ``with_checkpoint`` the checkpoint dict.  Raises
+    InputDataError (one line) on a bad file.
     """
     f, fail = open_for_reading(path, "results file")
     with f:

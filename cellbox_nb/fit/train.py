@@ -32,7 +32,7 @@ from .optim import adam_step, grad_norm, init_moments
 from .masks import apply_node_roles, build_w_mask
 from .splits import make_split, partition_info
 from .steady import steady_state_init
-from .prune import check_config as check_prune_config, loss_function, prune_and_refit
+from .prune import check_config as check_prune_config, prune_and_refit
 from .store import read_fit, write_fit
 
 FINAL_STATUSES = ("finished", "early_stopped")
@@ -99,8 +99,35 @@ class _State:
             st.undo = tuple({k: np.array(ck[f"{prefix}{k}"]) for k in keys} for prefix in ("up_", "um_", "uv_"))
             st.undo += (ck["undo_step"],)
         st.best = {k: np.array(best[k]) for k in keys}
-        st.history = [tuple(float(history[c][i]) for c in history) for i in range(len(history["epoch"]))]
+        st.history = _history_rows(history)
         return st
+
+
+def _history_rows(history):
+    """The history columns of read_fit (dict column -> array) as the trainer's list of row tuples."""
+    return [tuple(float(history[c][i]) for c in history) for i in range(len(history["epoch"]))]
+
+
+def _split_loss(solve, ds, mask, cfg, params, idx):
+    """The config's loss of params' responses over conditions idx, every time point (NaN for no conditions or a
+    failed solve): the validation loss of the fit, and the prune candidates' training and validation losses."""
+    if idx.size == 0:
+        return math.nan
+    try:
+        X = solve(params["W"], params["alpha"], ds.U[idx], ds.t, rtol=cfg["rtol"], atol=cfg["atol"],
+                  decay=params["d"], backend=cfg["backend"])
+    except SolveError:
+        return math.nan
+    return _loss_value(X, np.nan_to_num(ds.Y[idx]), mask[idx], cfg["loss"])
+
+
+def _predict(solve, ds, cfg, params):
+    """params' responses (M, T, n) on every condition (NaN for a condition whose solve fails)."""
+    try:
+        return solve(params["W"], params["alpha"], ds.U, ds.t, rtol=cfg["rtol"], atol=cfg["atol"],
+                     decay=params["d"], on_failure="nan", backend=cfg["backend"])
+    except SolveError:  # pragma: no cover - on_failure="nan" does not raise
+        return None
 
 
 def _num(x):
@@ -247,14 +274,7 @@ class Trainer:
         return L, grads
 
     def _val_loss(self, params, idx):
-        if idx.size == 0:
-            return math.nan
-        try:
-            X = self._solve(params["W"], params["alpha"], self.ds.U[idx], self.ds.t, rtol=self.cfg["rtol"],
-                            atol=self.cfg["atol"], decay=params["d"], backend=self.cfg["backend"])
-        except SolveError:
-            return math.nan
-        return _loss_value(X, np.nan_to_num(self.ds.Y[idx]), self.mask[idx], self.cfg["loss"])
+        return _split_loss(self._solve, self.ds, self.mask, self.cfg, params, idx)
 
     def _run(self):
         cfg, st = self.cfg, self.state
@@ -359,11 +379,7 @@ class Trainer:
     def _finish(self, status):
         st = self.state
         best = st.best
-        try:
-            X = self._solve(best["W"], best["alpha"], self.ds.U, self.ds.t, rtol=self.cfg["rtol"],
-                            atol=self.cfg["atol"], decay=best["d"], on_failure="nan", backend=self.cfg["backend"])
-        except SolveError:  # pragma: no cover - on_failure="nan" does not raise
-            X = None
+        X = _predict(self._solve, self.ds, self.cfg, best)
         metrics = evaluate(self.ds, self.split, best, X, self.cfg["loss"])
         metrics.update({"epochs": st.epoch, "best_epoch": st.best_epoch, "wall_s": st.wall, "status": status,
                         "steps": st.step})
@@ -442,13 +458,13 @@ def _prune(trainer, res, stop_requested, parallel):
         return Trainer(ds, refit_cfg, trainer.out, stop_requested=stop_requested, parallel=parallel,
                        init_params=init, write=False, w_mask=mask, split=split)
 
-    loss_of = loss_function(trainer._solve, ds, cfg, ds.observed())
+    observed = ds.observed()
+
+    def loss_of(params, idx):
+        return _split_loss(trainer._solve, ds, observed, cfg, params, np.asarray(idx))
+
     best, path = prune_and_refit(make_trainer, ds, cfg, split, free, stage1, loss_of)
-    try:
-        X = trainer._solve(best["W"], best["alpha"], ds.U, ds.t, rtol=cfg["rtol"], atol=cfg["atol"],
-                           decay=best["d"], on_failure="nan", backend=cfg["backend"])
-    except SolveError:  # pragma: no cover - on_failure="nan" does not raise
-        X = None
+    X = _predict(trainer._solve, ds, cfg, best)
     old = res["metrics"] or {}
     metrics = evaluate(ds, split, best, X, cfg["loss"])
     for key in ("epochs", "best_epoch", "wall_s", "status", "steps", "partition", "drug"):
@@ -461,10 +477,8 @@ def _prune(trainer, res, stop_requested, parallel):
         return {"status": res["status"], "metrics": metrics, "final": best, "best": best,
                 "best_epoch": res["best_epoch"], "prune": path}
     saved = read_fit(trainer.out, with_checkpoint=True)
-    history = [tuple(float(saved["history"][c][i]) for c in saved["history"])
-               for i in range(len(saved["history"]["epoch"]))]
     write_fit(trainer.out, status=saved["status"], config=cfg, dataset=saved["dataset"], split=saved["split"],
-              history=history, final=best, best=best, best_epoch=saved["best_epoch"],
+              history=_history_rows(saved["history"]), final=best, best=best, best_epoch=saved["best_epoch"],
               checkpoint=saved["checkpoint"], predictions=X, metrics=metrics, created=saved["created"] or None,
               prune=path)
     return read_fit(trainer.out)
