@@ -103,8 +103,13 @@ def test_prune_results_are_consistent_with_an_independent_evaluation(li_fit):
     assert pr["train_loss"][pr["chosen"]] == pytest.approx(loss, rel=1e-4)
     np.testing.assert_array_equal(res["final"]["W"], best["W"])
     assert res["metrics"]["prune"]["support"] == pr["support"][pr["chosen"]]
-    # the history is the fit's (the refits' epochs are in prune/epochs)
-    assert res["history"]["epoch"].size == res["metrics"]["epochs"]
+    # the history is the fit's (the refits' epochs are in prune/epochs, summed in metrics prune.epochs); wall_s is
+    # the whole training's: the fit's last history row plus the refits' (bookkeeping, not a speed check)
+    m = res["metrics"]
+    assert res["history"]["epoch"].size == m["epochs"]
+    assert m["prune"]["epochs"] == int(pr["epochs"].sum()) > 0
+    assert m["prune"]["wall_s"] > 0.0
+    assert m["wall_s"] == pytest.approx(res["history"]["wall_s"][-1] + m["prune"]["wall_s"], rel=1e-12)
 
 
 def test_prune_finds_the_support_of_li_and_improves_the_test_error(li_fit):

@@ -463,16 +463,21 @@ def _prune(trainer, res, stop_requested, parallel):
     def loss_of(params, idx):
         return _split_loss(trainer._solve, ds, observed, cfg, params, np.asarray(idx))
 
+    t0 = time.perf_counter()
     best, path = prune_and_refit(make_trainer, ds, cfg, split, free, stage1, loss_of)
     X = _predict(trainer._solve, ds, cfg, best)
+    refit_wall = time.perf_counter() - t0
     old = res["metrics"] or {}
     metrics = evaluate(ds, split, best, X, cfg["loss"])
     for key in ("epochs", "best_epoch", "wall_s", "status", "steps", "partition", "drug"):
         if key in old:
             metrics[key] = old[key]
+    # wall_s is the whole training's (the fit's, from its history, plus the refits'); epochs stay the fit's
+    metrics["wall_s"] = float(old.get("wall_s", 0.0)) + refit_wall
     j = path["chosen"]
     metrics["prune"] = {"select": path["select"], "level": float(path["levels"][j]),
-                        "support": int(path["support"][j]), "candidates": int(path["levels"].size)}
+                        "support": int(path["support"][j]), "candidates": int(path["levels"].size),
+                        "epochs": int(np.sum(path["epochs"])), "wall_s": refit_wall}
     if not trainer._writes:
         return {"status": res["status"], "metrics": metrics, "final": best, "best": best,
                 "best_epoch": res["best_epoch"], "prune": path}
