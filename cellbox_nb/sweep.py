@@ -53,8 +53,8 @@ from .fit.threads import cores_available, limit_threads
 SPEC_KEYS = ("base", "grid", "fits")
 DONE = ("finished", "early_stopped", "numerical_failure")  # final statuses: a complete, final results file
 OK = ("finished", "early_stopped")
-METRICS = ("mae_train", "mae_val", "mae_test", "pearson_test", "pearson_W", "pearson_alpha", "auroc", "aupr",
-           "sign_accuracy", "epochs", "best_epoch", "wall_s")
+METRICS = ("mae_train", "mae_val", "mae_test", "pearson_test", "pearson_W", "pearson_W_offdiag", "pearson_alpha",
+           "auroc", "aupr", "sign_accuracy", "epochs", "best_epoch", "wall_s")
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 

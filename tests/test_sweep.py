@@ -295,3 +295,62 @@ def test_row_names_do_not_change_when_a_config_key_is_added():
     assert expand({"fits": [{"lr": 0.1, "adjoint_rtol": 1e-5}]})[0]["file"] != row["file"]
     assert expand({"fits": [{"lr": 0.1, "adjoint_integrator": "tsit5"}]})[0]["file"] != row["file"]
 
+
+
+# A process whose environment gets NUMBA_NUM_THREADS changed after Numba started its thread pool (what a Dask
+# worker's env does) and that then compiles a function: Numba rereads the variable at every compilation.
+POOL_SCRIPT = """
+import os
+import numpy as np
+from numba import njit, prange, get_num_threads
+
+@njit(parallel=True)
+def total(x):
+    s = 0.0
+    for i in prange(x.size):
+        s += x[i]
+    return s
+
+total(np.ones(8))                      # the pool starts with NUMBA_NUM_THREADS = 2 threads
+os.environ["NUMBA_NUM_THREADS"] = "1"  # the worker's env, applied after the import
+{guard}
+
+@njit
+def one_more(x):                       # a compilation, as with an empty or stale kernel cache
+    return x + 1
+
+print(one_more(1), get_num_threads())
+"""
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_changed_numba_thread_variable_is_made_consistent_before_compiling(guard):
+    """Without the guard the compilation fails with Numba's "Cannot set NUMBA_NUM_THREADS ... once the threads have
+    been launched" (this is how every sweep fit failed on a cold cache); limit_threads (called by every sweep row)
+    restores the variable to the pool's size and lowers the threads used to the budget instead."""
+    code = POOL_SCRIPT.format(guard="from cellbox_nb.fit.threads import limit_threads; limit_threads(1)"
+                              if guard else "")
+    res = subprocess.run([sys.executable, "-c", code], env=_env(NUMBA_NUM_THREADS="2"), capture_output=True,
+                         text=True, timeout=300)
+    if guard:
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split() == ["2", "1"]
+    else:
+        assert res.returncode != 0 and "once the threads have been launched" in res.stderr
+
+
+def test_sweep_on_a_cold_kernel_cache(tmp_path):
+    """A sweep whose workers must compile the kernels (CELLBOX_NB_CACHE=0: as on a fresh install, after an upgrade,
+    or with a read-only cache) ends ok, with the fit equal (bitwise W) to the same fit run in this process."""
+    cfg = {"network": "CY", "conditions": 6, "epochs": 5, "checkpoint_seconds": 1e9}
+    spec = _write_spec(tmp_path, {"base": cfg, "grid": {"seed": [0]}})
+    out = tmp_path / "out"
+    res = subprocess.run(CLI + ["sweep", str(spec), "--out", str(out), "--workers", "1"],
+                         env=_env(CELLBOX_NB_CACHE="0"), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    (name,) = _fits(out)
+    fit = read_fit(out / name)
+    assert fit["status"] == "finished"
+    ref = train(simulate("CY", conditions=6, times=5, noise=0.01, max_targets=2, seed=0), resolve(cfg),
+                str(tmp_path / "ref.h5"))
+    np.testing.assert_array_equal(fit["best"]["W"], ref["best"]["W"])

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+from scipy import stats
 import pytest
 from click.testing import CliRunner
 
@@ -201,6 +202,12 @@ def test_train_json_keys_and_store_contents(tmp_path):
     assert len(fit["history"]["epoch"]) == summary["epochs"]
     assert fit["nodes"] == fit["dataset"].nodes
     assert sorted(np.concatenate(fit["split"]).tolist()) == list(range(30))
+    # the stored recovery metrics, recomputed by hand from the stored best W and the truth (scipy's pearsonr)
+    W_hat, W_true = fit["best"]["W"], fit["dataset"].W_true
+    off = ~np.eye(7, dtype=bool)
+    m = fit["metrics"]
+    assert m["pearson_W"] == pytest.approx(stats.pearsonr(W_hat.ravel(), W_true.ravel()).statistic, abs=1e-12)
+    assert m["pearson_W_offdiag"] == pytest.approx(stats.pearsonr(W_hat[off], W_true[off]).statistic, abs=1e-12)
 
 
 @pytest.mark.parametrize("args, code, needle", [
