@@ -50,10 +50,10 @@ def first_calls(problem, kind, rtol, atol):
         args = [sys.executable, "-c", _FIRST_CALL, path, kind, repr(rtol), repr(atol)]
 
         n_cache = cache_files()
-        default = _run(args, dict(os.environ))
+        default = _run(args, dict(os.environ, **SUBPROCESS_ENV))
         fresh_dir = os.path.join(tmp, "numba_cache")
         os.mkdir(fresh_dir)
-        fresh = _run(args, dict(os.environ, NUMBA_CACHE_DIR=fresh_dir))
+        fresh = _run(args, dict(os.environ, **SUBPROCESS_ENV, NUMBA_CACHE_DIR=fresh_dir))
     return {"first_call_s": default["first_call_s"], "cache_files": n_cache, "cache_empty": n_cache == 0,
             "first_call_fresh_s": fresh["first_call_s"], "import_s": fresh["import_s"]}
 
@@ -106,6 +106,12 @@ def run_to_first_epoch(args, env=None, marker=b"epoch 1/"):
             "stdout": out.decode(errors="replace"), "stderr": b"".join(chunks).decode(errors="replace")}
 
 
+# environment of the first-call subprocesses on top of this process's (apply_threads); this process's own
+# NUMBA_NUM_THREADS stays as Numba read it, since Numba rereads it at every compilation and raises if it changed
+# after its thread pool started (a cold kernel cache would then fail the first compilation)
+SUBPROCESS_ENV = {}
+
+
 def apply_threads(n):
     """Set the Numba thread count for this process and the first-call subprocesses (None: leave the default)."""
     if n is None:
@@ -113,7 +119,7 @@ def apply_threads(n):
     import numba
 
     numba.set_num_threads(n)
-    os.environ["NUMBA_NUM_THREADS"] = str(n)
+    SUBPROCESS_ENV["NUMBA_NUM_THREADS"] = str(n)
 
 
 def log(msg):
