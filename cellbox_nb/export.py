@@ -12,6 +12,10 @@
                       finite value; observed is 1 or 0).
 - ``metrics.json``    the metrics stored with the fit (``{"status": ...}`` only, for a fit that has not ended).
 - ``history.csv``     one row per epoch: epoch, train_loss, val_loss, lr, grad_norm, rejected, wall_s.
+- after prune and refit only (config key ``prune``): ``prune.csv``, one row per candidate, the unpruned fit
+  first: candidate, level, support, train_loss, val_loss, criterion, epochs, chosen (1 for the selected one;
+  empty cells for values that could not be evaluated); and ``W_unpruned.csv``, the fit's own best W before
+  pruning, laid out like ``W.csv``.
 
 Floating-point values are written with Python's ``repr``, so they read back to the same float64 bits.
 ``which="best"`` (default) exports the parameters with the best validation loss, ``which="final"`` those of the
@@ -95,7 +99,7 @@ def export_csv(fit_path, out_dir, *, which="best") -> list[str]:
     Returns
     -------
     list of the written file paths, in the order W.csv, alpha.csv, d.csv, predictions.csv, metrics.json,
-    history.csv.
+    history.csv (then prune.csv and W_unpruned.csv for a fit with prune and refit).
 
     Raises
     ------
@@ -118,8 +122,11 @@ def export_csv(fit_path, out_dir, *, which="best") -> list[str]:
         written.append(path)
         return path
 
-    W = np.asarray(params["W"], dtype=np.float64)
-    _write_rows(target("W.csv"), [""] + nodes, ([nodes[i]] + [_num(v) for v in W[i]] for i in range(len(nodes))))
+    def write_matrix(name, M):
+        M = np.asarray(M, dtype=np.float64)
+        _write_rows(target(name), [""] + nodes, ([nodes[i]] + [_num(v) for v in M[i]] for i in range(len(nodes))))
+
+    write_matrix("W.csv", params["W"])
     for key in ("alpha", "d"):
         vec = np.asarray(params.get(key, np.ones(len(nodes))), dtype=np.float64)
         _write_rows(target(f"{key}.csv"), ["node", "value"], ([nodes[i], _num(v)] for i, v in enumerate(vec)))
@@ -162,4 +169,16 @@ def export_csv(fit_path, out_dir, *, which="best") -> list[str]:
             yield row
 
     _write_rows(target("history.csv"), list(HISTORY_COLUMNS), history_rows())
+
+    pr = fit.get("prune")
+    if pr is not None:
+        def cell(v):
+            return _num(v) if math.isfinite(float(v)) else ""
+
+        _write_rows(target("prune.csv"),
+                    ["candidate", "level", "support", "train_loss", "val_loss", "criterion", "epochs", "chosen"],
+                    ([j, _num(pr["levels"][j]), int(pr["support"][j]), cell(pr["train_loss"][j]),
+                      cell(pr["val_loss"][j]), cell(pr["criterion"][j]), int(pr["epochs"][j]),
+                      1 if j == pr["chosen"] else 0] for j in range(len(pr["levels"]))))
+        write_matrix("W_unpruned.csv", pr["stage1"]["W"])
     return written

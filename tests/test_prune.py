@@ -1,6 +1,7 @@
 """Prune and refit (config key prune) and the steady-state initialisation (init: steady_state)."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -219,7 +220,6 @@ def test_prune_through_the_cli_does_not_depend_on_the_thread_count(tmp_path):
     """`cellbox-nb train --set prune=true` with NUMBA_NUM_THREADS=1 and =2: the same parameters, path and history,
     bitwise; --json still prints the documented keys."""
     import json
-    import os
     import subprocess
     import sys
 
@@ -243,3 +243,33 @@ def test_prune_through_the_cli_does_not_depend_on_the_thread_count(tmp_path):
     for col in a["history"]:
         if col != "wall_s":
             assert np.array_equal(a["history"][col], b["history"][col])
+
+
+def test_export_writes_the_prune_path_exactly(li_fit, tmp_path):
+    """`export_csv` of a pruned fit adds prune.csv (one row per candidate, values read back to the same float64
+    bits, the selected one marked) and W_unpruned.csv (the fit's own best W); a fit without prune has neither."""
+    import csv
+
+    from cellbox_nb.export import export_csv
+
+    ds, cfg, out, res = li_fit
+    pr = res["prune"]
+    files = export_csv(out, tmp_path / "exp")
+    names = [os.path.basename(f) for f in files]
+    assert names[-2:] == ["prune.csv", "W_unpruned.csv"]
+    with open(tmp_path / "exp" / "prune.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == pr["levels"].size
+    for key in ("levels", "train_loss", "val_loss", "criterion"):
+        col = {"levels": "level"}.get(key, key)
+        np.testing.assert_array_equal([float(r[col]) for r in rows], pr[key])
+    assert [int(r["support"]) for r in rows] == pr["support"].tolist()
+    assert [int(r["epochs"]) for r in rows] == pr["epochs"].tolist()
+    assert [int(r["chosen"]) for r in rows] == [int(j == pr["chosen"]) for j in range(len(rows))]
+    with open(tmp_path / "exp" / "W_unpruned.csv", newline="") as fh:
+        W = np.array([[float(v) for v in row[1:]] for row in list(csv.reader(fh))[1:]])
+    np.testing.assert_array_equal(W, pr["stage1"]["W"])
+    plain = tmp_path / "plain.h5"
+    train(ds, resolve(cfg, {"prune": False, "epochs": 3}), plain)
+    names = [os.path.basename(f) for f in export_csv(plain, tmp_path / "exp2")]
+    assert "prune.csv" not in names and "W_unpruned.csv" not in names
