@@ -296,7 +296,6 @@ def test_row_names_do_not_change_when_a_config_key_is_added():
     assert expand({"fits": [{"lr": 0.1, "adjoint_integrator": "tsit5"}]})[0]["file"] != row["file"]
 
 
-
 # A process whose environment gets NUMBA_NUM_THREADS changed after Numba started its thread pool (what a Dask
 # worker's env does) and that then compiles a function: Numba rereads the variable at every compilation.
 POOL_SCRIPT = """

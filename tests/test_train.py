@@ -8,9 +8,9 @@ import sys
 import time
 
 import numpy as np
-from scipy import stats
 import pytest
 from click.testing import CliRunner
+from scipy import stats
 
 from cellbox_nb.errors import ConfigError
 from cellbox_nb.fit.config import DEFAULTS, load_config_file, resolve

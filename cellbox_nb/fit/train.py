@@ -473,10 +473,10 @@ def _prune(trainer, res, stop_requested, parallel):
     refit_wall = time.perf_counter() - t0
     old = res["metrics"] or {}
     metrics = evaluate(ds, split, best, X, cfg["loss"])
-    for key in ("epochs", "best_epoch", "wall_s", "status", "steps", "partition", "drug"):
+    for key in ("epochs", "best_epoch", "status", "steps", "partition", "drug"):
         if key in old:
             metrics[key] = old[key]
-    # wall_s is the whole training's (the fit's, from its history, plus the refits'); epochs stay the fit's
+    # wall_s is the whole training's (the fit's plus the refits'); epochs stay the fit's
     metrics["wall_s"] = float(old.get("wall_s", 0.0)) + refit_wall
     j = path["chosen"]
     metrics["prune"] = {"select": path["select"], "level": float(path["levels"][j]),
