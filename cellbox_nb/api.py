@@ -36,15 +36,19 @@ class SolveError(NumericalError):
 
 
 _EPS = float(np.finfo(np.float64).eps)
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 def _array(name, value, ndim, shape=None, allow_nan=False):
     """``value`` as a C-contiguous, writeable float64 array (no copy when it is one already: the kernels only read
     their inputs), checked for dimensions, shape and (unless allow_nan) non-finite entries."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputDataError(f"{name}: must be a numeric array") from None
+        raw = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        raise InputDataError(f"{name}: must be a numeric array (rows of equal length)") from None
+    if raw.dtype.kind not in "biuf":  # complex parts would be dropped with only a warning, strings parsed
+        raise InputDataError(f"{name}: must be a real numeric array, got dtype {raw.dtype}")
+    arr = raw.astype(np.float64, copy=False)
     if not (arr.flags.c_contiguous and arr.flags.writeable):  # (read-only arrays would make Numba compile the
         arr = np.array(arr, order="C")                       # kernels again for another argument type)
     if arr.ndim != ndim:
@@ -63,6 +67,8 @@ def _fmt(shape):
 
 
 def _positive(name, value):
+    if isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name}: must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -70,6 +76,12 @@ def _positive(name, value):
     if not (math.isfinite(v) and v > 0):
         raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")
     return v
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name}: must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _check_options(extra, allowed=()):
@@ -83,6 +95,8 @@ def _model_arrays(W, alpha, U, t, decay):
     n = W.shape[0]
     if W.shape != (n, n):
         raise InputDataError(f"W: must be square, got shape {W.shape}")
+    if n == 0:
+        raise InputDataError("W: needs at least one node, got shape (0, 0)")
     alpha = _array("alpha", alpha, 1, (n,))
     U = _array("U", U, 2, (None, n))
     if U.shape[0] == 0:
@@ -92,6 +106,9 @@ def _model_arrays(W, alpha, U, t, decay):
         raise InputDataError("t: needs at least one observation time")
     if t[0] <= 0.0:
         raise InputDataError(f"t: observation times must be positive (x(0) = 0 is the start), got t[0] = {t[0]}")
+    if t[0] < _TINY:  # a subnormal first step would overflow 1 / h in the dense store
+        raise InputDataError(f"t: the first observation time must be at least {_TINY:.3g} (the smallest normal "
+                             f"float64), got t[0] = {t[0]}")
     if (t[1:] <= t[:-1]).any():
         k = int(np.flatnonzero(t[1:] <= t[:-1])[0])
         raise InputDataError(f"t: observation times must be strictly increasing (t[{k}] = {t[k]} >= "
@@ -105,8 +122,11 @@ def _solver_options(rtol, atol, max_steps, h0, pi_beta):
     atol = _positive("atol", atol)
     if rtol < 100 * _EPS:
         raise ConfigError(f"rtol: {rtol} is below what float64 can resolve (use >= {100 * _EPS:.1e})")
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ConfigError(f"max_steps: must be a positive integer, got {max_steps!r}")
+    if rtol >= 1:
+        raise ConfigError(f"rtol: must be below 1 (a relative tolerance), got {rtol}")
+    if (isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer))
+            or not 1 <= max_steps < 2 ** 63):
+        raise ConfigError(f"max_steps: must be a positive integer below 2**63, got {max_steps!r}")
     h0 = 0.0 if h0 is None else _positive("h0", h0)
     try:
         pi_beta = float(pi_beta)
@@ -141,7 +161,9 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
     backend : "cpu" (Numba, parallel over conditions) or "cuda".
     decay : (n,) decay rates d (default 1).   max_steps : attempted-step limit per condition.
     h0 : first step (default: Hairer's rule).   pi_beta : PI-controller coefficient (0 = I controller).
-    on_failure : "raise" (SolveError, exit code 4 on the CLI) or "nan" (failed conditions are NaN).
+    on_failure : "raise" (SolveError, exit code 4 on the CLI) or "nan": no exception; the observation times a
+        failed condition did not reach are NaN (those it reached before failing keep their values), and
+        ``full_output`` says which conditions failed and why.
     full_output : also return a dict with per-condition ``status`` and ``stats``
         (accepted steps, rejected steps, right-hand-side evaluations).
     precision : "float64", or "float32" on the cuda backend (state and products in single precision, step
@@ -156,6 +178,7 @@ def solve(W, alpha, U, t, *, rtol=config.DEFAULT_RTOL, atol=config.DEFAULT_ATOL,
     rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
     if on_failure not in ("raise", "nan"):
         raise ConfigError(f"on_failure: must be 'raise' or 'nan', got {on_failure!r}")
+    full_output = _flag("full_output", full_output)
     if _backend(backend) == "cuda":
         from .cuda import solve_cuda
 
@@ -261,11 +284,14 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     grads : dict with "W" (n, n), "alpha" (n,) and "d" (n,) (the gradient for the decay, used when it is learned)
     """
     _check_options(options)
+    full_output = _flag("full_output", full_output)
     W, alpha, U, t, d = _model_arrays(W, alpha, U, t, decay)
     M, n = U.shape
     T = t.shape[0]
     rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
     artol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
+    if artol >= 1:
+        raise ConfigError(f"adjoint_rtol: must be below 1 (a relative tolerance), got {artol}")
     aatol = -1.0 if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
     if adjoint not in ADJOINTS:
         raise ConfigError(f"adjoint: must be one of {', '.join(ADJOINTS)}, got {adjoint!r}")
@@ -289,7 +315,10 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         Y = _array("Y", Y, 3, (M, T, n))
         maskf = np.ones((M, T, n))
     else:
-        mask_arr = np.asarray(mask)
+        try:
+            mask_arr = np.asarray(mask)
+        except (TypeError, ValueError):  # ragged nesting
+            raise InputDataError(f"mask: must be a boolean array of shape ({M}, {T}, {n})") from None
         if mask_arr.shape != (M, T, n):
             raise InputDataError(f"mask: expected shape ({M}, {T}, {n}), got {mask_arr.shape}")
         if mask_arr.dtype != bool:
@@ -303,7 +332,10 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     if count == 0:
         raise InputDataError("mask: no observed entries")
     if w_mask is not None:
-        w_mask = np.asarray(w_mask)
+        try:
+            w_mask = np.asarray(w_mask)
+        except (TypeError, ValueError):
+            raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})") from None
         if w_mask.shape != (n, n) or w_mask.dtype != bool:
             raise InputDataError(f"w_mask: expected a boolean array of shape ({n}, {n})")
     max_dense_bytes = _positive("max_dense_bytes", max_dense_bytes)

@@ -148,6 +148,15 @@ def test_blow_up_reports_failure():
     (dict(backend="tpu"), "backend"),
     (dict(frobnicate=1), "frobnicate"),
     (dict(W=[["a", "b", "c"]] * 3), "W"),
+    (dict(W=np.array([["1", "0", "0"]] * 3)), "W"),  # numeric strings are not parsed
+    (dict(W=np.zeros((3, 3)) + 1j), "W"),  # complex: the imaginary part is not dropped silently
+    (dict(W=np.zeros((0, 0)), alpha=np.zeros(0), U=np.zeros((2, 0))), "W"),
+    (dict(U=[[0.0, 0.0, 0.0], [0.0]]), "U"),  # ragged
+    (dict(t=np.array([1e-310, 1.0])), "t"),  # subnormal: 1 / h would overflow in the dense store
+    (dict(rtol=True), "rtol"),
+    (dict(max_steps=True), "max_steps"),
+    (dict(max_steps=2**63), "max_steps"),
+    (dict(full_output="yes"), "full_output"),
 ])
 def test_bad_inputs_raise_value_error_naming_the_argument(kwargs, match):
     args = dict(W=np.zeros((3, 3)), alpha=np.ones(3), U=np.zeros((2, 3)), t=np.array([1.0, 2.0]))
@@ -155,6 +164,16 @@ def test_bad_inputs_raise_value_error_naming_the_argument(kwargs, match):
     W, alpha, U, t = (args.pop(k) for k in ("W", "alpha", "U", "t"))
     with pytest.raises(ValueError, match=match):
         cb.solve(W, alpha, U, t, **args)
+
+
+@pytest.mark.parametrize("atol", [1e-150, 1e-300])
+def test_tiny_atol_still_solves(atol):
+    """Hairer's initial-step norms squared f0 / atol, which overflowed to inf below atol ~ 1e-154 and gave a zero
+    first step (step-size underflow); now they are taken with the largest term factored out.  Against scipy's
+    DOP853 at 1e-12, within 100 rtol."""
+    W, alpha, U, t = random_problem(5, 2, seed=1)
+    X = cb.solve(W, alpha, U, t, rtol=1e-8, atol=atol)
+    assert np.max(np.abs(X - solve_ref(W, alpha, U, t))) <= 1e-6
 
 
 @pytest.mark.parametrize("name", ["LI", "random100"])

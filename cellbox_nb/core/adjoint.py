@@ -373,8 +373,8 @@ def backward_one(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
                 q = flush_dw(gW, Gq, Xq, q)
             q = add_step_integrals(h_step, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, gW, galpha, gd, Gq,
                                    Xq, q)
-            if seg_start:
-                h_first = h_step
+            if seg_start:  # (a step clipped to a short segment's end says nothing about the transient)
+                h_first = h if hit else h_step
                 seg_start = False
             t = t_stop if hit else t - h_step
             fsal_rows(lam, LS, KL, XS, TH, GS, PS, TS)

@@ -267,7 +267,7 @@ def backward_one8(W, alpha, d, t_obs, dl, rtol, atol, h_init, max_steps, beta,
             q = add_step_integrals8(h_step, GS, XS, LS, TH, PS, TS, dt, dx, dc, QS, QA, QG, QX, QT, gW, galpha, gd,
                                     Gq, Xq, q)
             if seg_start:
-                h_first = h_step
+                h_first = h if hit else h_step  # as backward_one
                 seg_start = False
             t = t_stop if hit else t - h_step
             first_stage_from(lam, LS, XS, TH, PS, TS, D8_NSTAGE, D8_NSTAGE - 1)  # stage 12 is at the result's time

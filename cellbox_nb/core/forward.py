@@ -34,6 +34,7 @@ NQUAD = 6  # stages with a nonzero weight b_i (b_7 = 0): the ones the step's res
 _BMID = dense_weights(0.5)
 ZMID = np.linalg.solve(A[1:, : NSTAGE - 1].T, _BMID[: NSTAGE - 1])
 ZMID_K7 = float(_BMID[NSTAGE - 1])
+SHORT_NEXT = 1e-3  # store_step: below this ratio to the previous step, W k_1 by a product (error < 1e-12 |W x|)
 ZMID.setflags(write=False)
 
 # what forward_one keeps of each accepted step
@@ -123,8 +124,25 @@ def error_estimate(K, h, err):
 
 
 @leaf
+def _scaled_rms(a, b, x0, rtol, atol):
+    """RMS of (a - b) / (atol + rtol |x0|) without overflow in the squares (the largest term factored out)."""
+    n = a.shape[0]
+    m = 0.0
+    for i in range(n):
+        m = max(m, abs(a[i] - b[i]) / (atol + rtol * abs(x0[i])))
+    if m == 0.0 or not np.isfinite(m):
+        return m
+    acc = 0.0
+    for i in range(n):
+        e = (a[i] - b[i]) / (atol + rtol * abs(x0[i])) / m
+        acc += e * e
+    return m * np.sqrt(acc / n)
+
+
+@leaf
 def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
-    """Initial step by Hairer's rule (Hairer, Norsett & Wanner I, II.4; scipy's select_initial_step)."""
+    """Initial step by Hairer's rule (Hairer, Norsett & Wanner I, II.4; scipy's select_initial_step).  The norms
+    are taken again with the largest term factored out when a square overflows (atol below about 1e-154)."""
     n = x0.shape[0]
     d0 = 0.0
     d1 = 0.0
@@ -134,6 +152,11 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
         d1 += (f0[i] / sc) ** 2
     d0 = np.sqrt(d0 / n)
     d1 = np.sqrt(d1 / n)
+    if not (np.isfinite(d0) and np.isfinite(d1)):
+        for i in range(n):
+            z[i] = 0.0
+        d0 = _scaled_rms(x0, z, x0, rtol, atol)
+        d1 = _scaled_rms(f0, z, x0, rtol, atol)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, t_span)
     for i in range(n):
@@ -143,7 +166,10 @@ def initial_step(WT, alpha, d, u, x0, f0, t_span, rtol, atol, x1, f1, z):
     for i in range(n):
         sc = atol + rtol * abs(x0[i])
         d2 += ((f1[i] - f0[i]) / sc) ** 2
-    d2 = np.sqrt(d2 / n) / h0
+    d2 = np.sqrt(d2 / n)
+    if not np.isfinite(d2):
+        d2 = _scaled_rms(f1, f0, x0, rtol, atol)
+    d2 /= h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -161,7 +187,7 @@ def _combine7(V, c0, c1, c2, c3, c4, c5, c6, out):
 
 
 @leaf
-def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
+def store_step(WT, x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
     """Keep accepted step p (size h) for the dense output: x_p in dx[p] and x's coefficients in dc[p] (4, n) from
     the stage derivatives K; in PD[p % 2] (4, n) what the step's tanh interpolant needs (z_p, the sum
     ZMID . (Zb[s] - Zb[0]), W k_1 = (Zb[1] - Zb[0]) / (h A[1, 0]) and th0 = tanh(z_p)), all from the stage
@@ -169,11 +195,15 @@ def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
 
     The tanh interpolant of step p needs W k_7 and tanh(z) at its end, which are the next step's W k_1 and th0
     (FSAL): storing step p completes step p - 1 (dz[p - 1], see :func:`tanh_interpolant`); the caller completes
-    the last step with :func:`finish_last_step`.
+    the last step with :func:`finish_last_step`.  The difference (Zb[1] - Zb[0]) has the rounding of x_p, so W k_1
+    carries an error of about eps |W x_p| / h, which step p - 1's quartic multiplies by ITS size: where step p is
+    below SHORT_NEXT times step p - 1 (an observation time just after the previous one), W k_1 is the product
+    W K[0] instead (WT = W transposed).
     """
     n = x.shape[0]
     cur = PD[p % 2]
     inv = 1.0 / (h * A[1, 0])
+    exact_wk1 = p > 0 and h < SHORT_NEXT * (dt[p] - dt[p - 1])
     for j in range(NPOLY):
         _combine7(K, h * R[0, j], h * R[1, j], h * R[2, j], h * R[3, j], h * R[4, j], h * R[5, j], h * R[6, j],
                   dc[p, j])
@@ -191,6 +221,13 @@ def store_step(x, K, Zb, th0, h, p, dt, dx, dc, dz, PD):
                      + (g5 * (Zb[5, i] - z0) + g6 * (Zb[6, i] - z0)))
         cur[2, i] = (Zb[1, i] - z0) * inv
         cur[3, i] = th0[i]
+    if exact_wk1:
+        for i in range(n):
+            cur[2, i] = 0.0
+        for j in range(n):
+            kj = K[0, j]
+            for i in range(n):
+                cur[2, i] += WT[j, i] * kj
     if p > 0:
         tanh_interpolant(PD[(p - 1) % 2], cur[2], th0, dt[p] - dt[p - 1], dz[p - 1])
 
@@ -258,10 +295,10 @@ def _grow(dt, dx, dc, dz, cap):
 
 
 @leaf
-def _store_dense(x, K, Zb, TH, h, p, dt, dx, dc, dz, PD):
+def _store_dense(WT, x, K, Zb, TH, h, p, dt, dx, dc, dz, PD):
     """:func:`store_step` with tanh(z_p) = TH[0] (forward_one's accepted step; the row view made here, in a leaf,
     costs no reference counting)."""
-    store_step(x, K, Zb, TH[0], h, p, dt, dx, dc, dz, PD)
+    store_step(WT, x, K, Zb, TH[0], h, p, dt, dx, dc, dz, PD)
 
 
 @leaf
@@ -361,7 +398,7 @@ def forward_one(WT, alpha, d, u, t_obs, rtol, atol, h_init, max_steps, beta, xob
                     break
                 dt, dx, dc, dz = _grow(dt, dx, dc, dz, min(2 * n_st, max_dense_steps))
             if dense:
-                _store_dense(x, K, Zb, TH, h_step, n_st, dt, dx, dc, dz, PD)
+                _store_dense(WT, x, K, Zb, TH, h_step, n_st, dt, dx, dc, dz, PD)
             else:
                 store_stages(x, TH, n_st, dx, dz)
             dt[n_st + 1] = t_target if hit else t + h_step

@@ -89,8 +89,8 @@ def _fwd_stage_derivs(s, na, act, alpha, d, U, Zg, Xg, ZB, K, n_st, dz, TH7, sto
 
 
 @leaf
-def _fwd_accept(na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, TH1, TH7, err, store, dt, dx, dc, dz,
-                PD, n_st, k_obs, xobs, status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
+def _fwd_accept(WT, na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, TH1, TH7, err, store, dt, dx, dc,
+                dz, PD, n_st, k_obs, xobs, status, n_acc, n_rej, nfev, rejected_last, err_prev, done):
     """Error control and bookkeeping of the trial steps of the running conditions of forward_block: reject, or
     accept (store the step, FSAL, x(t_k) at an observation time).  Xg row r holds condition act[r]'s new state."""
     n = X.shape[1]
@@ -114,7 +114,7 @@ def _fwd_accept(na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, 
         if dense or stages:
             p = n_st[b]
             if dense:
-                store_step(X[b], K[b], ZB[b], TH1[b], h_step, p, dt[b], dx[b], dc[b], dz[b], PD[b])
+                store_step(WT, X[b], K[b], ZB[b], TH1[b], h_step, p, dt[b], dx[b], dc[b], dz[b], PD[b])
             else:
                 for i in range(n):
                     dx[b, p, i] = X[b, i]
@@ -235,8 +235,8 @@ def forward_block(WT, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, x
             np.dot(Xg[:m], WT, Zg[:m])
             _fwd_stage_derivs(s, na, act, alpha, d, U, Zg, Xg, ZB, K, n_st, dz, TH7, store)
         # Xg rows now hold each condition's last stage argument, the step's end state (FSAL)
-        _fwd_accept(na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, TH1, TH7, err, store, dt, dx, dc,
-                    dz, PD, n_st, k_obs, xobs, status, n_acc, n_rej, nfev, rejected_last, err_prev, done)
+        _fwd_accept(WT, na, act, t_obs, rtol, atol, beta, t, h, hst, hit, X, Xg, K, ZB, TH1, TH7, err, store, dt, dx,
+                    dc, dz, PD, n_st, k_obs, xobs, status, n_acc, n_rej, nfev, rejected_last, err_prev, done)
     for b in range(nb):
         if dense and n_st[b] > 0 and status[b] == st.SUCCESS:
             for i in range(n):
@@ -356,7 +356,7 @@ def _bwd_accept(r0, na, act, W, alpha, d, t_obs, DL, rtol, atol, beta, seg, t, h
             q = add_step_integrals(h_step, GS[b], XS[b], LS[b], TH[b], PS[b], TS[b], dt[b], dx[b], dc[b], QS[b],
                                    QA[b], QG[b], QX[b], gW, galpha, gd, Gq, Xq, q)
         if seg_start[b]:
-            h_first[b] = h_step
+            h_first[b] = h[b] if hit[b] else h_step  # as backward_one
             seg_start[b] = False
         t_stop = t_obs[seg[b] - 1] if seg[b] > 0 else 0.0
         t[b] = t_stop if hit[b] else t[b] - h_step

@@ -101,11 +101,22 @@ def build(tile, tpb, dtype=np.float64):
             for i in range(n):
                 d1 += (K0[c, i] / atol) ** 2
             d1 = math.sqrt(d1 / n)
+            if not math.isfinite(d1):  # a square overflowed (atol below about 1e-154): divide after the sum
+                d1 = 0.0
+                for i in range(n):
+                    d1 += K0[c, i] ** 2
+                d1 = math.sqrt(d1 / n) / atol
             h0 = min(1e-6, t0)
             d2 = 0.0
             for i in range(n):
                 d2 += ((K1[c, i] - K0[c, i]) / atol) ** 2
-            d2 = math.sqrt(d2 / n) / h0
+            d2 = math.sqrt(d2 / n)
+            if not math.isfinite(d2):
+                d2 = 0.0
+                for i in range(n):
+                    d2 += (K1[c, i] - K0[c, i]) ** 2
+                d2 = math.sqrt(d2 / n) / atol
+            d2 /= h0
             if d1 <= 1e-15 and d2 <= 1e-15:
                 h1 = max(1e-6, h0 * 1e-3)
             else:
@@ -396,8 +407,8 @@ def build(tile, tpb, dtype=np.float64):
                 return
             accepted[c] = 1
             weight[c] = hs[c]
-            if seg_start[c]:  # first accepted step after a jump: the next segment starts with it
-                h_first[c] = hs[c]
+            if seg_start[c]:  # first accepted step after a jump: the next segment starts with it (the
+                h_first[c] = h[c] if hit[c] else hs[c]  # proposal if it was clipped to the segment's end)
                 seg_start[c] = 0
             k = seg[c]
             t_stop = t_obs[k - 1] if k > 0 else 0.0

@@ -8,8 +8,11 @@ import difflib
 import json
 import math
 import os
+import sys
 
 from ..errors import ConfigError
+
+EPS = sys.float_info.epsilon
 
 # key: (default, kind, description)
 SCHEMA = {
@@ -167,7 +170,9 @@ def _coerce(key, value):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"config key '{key}': must be true or false, got {value!r}")
     if base.startswith("int"):
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdecimal())):
+        text = value.strip() if isinstance(value, str) else ""
+        is_int_text = (text[1:] if text[:1] in "+-" else text).isdecimal() and text[:1] != ""
+        if isinstance(value, bool) or not (isinstance(value, int) or is_int_text):
             if not (isinstance(value, float) and value.is_integer()):
                 raise ConfigError(f"config key '{key}': must be an integer, got {value!r}")
         v = int(value)
@@ -198,6 +203,12 @@ def resolve(*layers):
             if key not in SCHEMA:
                 raise ConfigError(f"unknown config key '{key}'{_closest(str(key))}")
             cfg[key] = _coerce(key, value)
+    if cfg["rtol"] < 100 * EPS:  # (checked here, before a results file is written, as well as by the solver)
+        raise ConfigError(f"config key 'rtol': {cfg['rtol']} is below what float64 can resolve (use >= "
+                          f"{100 * EPS:.1e})")
+    for key in ("rtol", "adjoint_rtol"):
+        if cfg[key] is not None and cfg[key] >= 1:
+            raise ConfigError(f"config key '{key}': must be below 1 (a relative tolerance), got {cfg[key]}")
     if cfg["val_frac"] + cfg["test_frac"] >= 1:
         raise ConfigError("config keys 'val_frac' + 'test_frac' must leave conditions for training (sum < 1)")
     if cfg["adjoint"] == "discrete" and cfg["backend"] == "cuda":
@@ -227,11 +238,11 @@ def load_config_file(path):
 
             data = yaml.safe_load(raw.decode("utf-8"))
         elif ext == ".json":
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8-sig"))
         elif ext == ".toml":
             import tomllib
 
-            data = tomllib.loads(raw.decode("utf-8"))
+            data = tomllib.loads(raw.decode("utf-8-sig"))
         else:
             raise ConfigError(f"config file {path}: unknown extension '{ext}' (use .yaml, .yml, .json or .toml)")
     except ConfigError:
