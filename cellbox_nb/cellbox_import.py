@@ -187,6 +187,8 @@ def import_cellbox_config(raw: dict, *, conditions: int | None = None) -> Import
 
     # partition and split sizes
     etype = get("experiment_type")
+    if not isinstance(etype, str):
+        raise ConfigError(f"CellBox config experiment_type: must be a string, got {etype!r}")
     if etype in PARTITION_OF:
         cfg["partition"] = PARTITION_OF[etype]
         if etype == "full data":
@@ -224,6 +226,8 @@ def import_cellbox_config(raw: dict, *, conditions: int | None = None) -> Import
             raise ConfigError(f"CellBox config stages[{i}]: must be an object")
         _check_keys({k: v for k, v in stage.items() if k not in ("nT", "sub_stages")}, f"stages[{i}].", res)
         subs = stage.get("sub_stages") or []
+        if not isinstance(subs, list):
+            raise ConfigError(f"CellBox config stages[{i}].sub_stages: must be a list of objects")
         for j, sub in enumerate(subs):
             if not isinstance(sub, dict):
                 raise ConfigError(f"CellBox config stages[{i}].sub_stages[{j}]: must be an object")
@@ -265,17 +269,18 @@ def import_cellbox_config(raw: dict, *, conditions: int | None = None) -> Import
     # time horizon
     dT = _number(eff, "dT", positive=True)
     nTs = [s.get("nT") for s in stages if s.get("nT") is not None] or ([raw["nT"]] if "nT" in raw else [])
+    nTs = [_number({"nT": k}, "nT", integer=True, positive=True) for k in nTs]
     if nTs:
-        nT = _number({"nT": nTs[-1]}, "nT", integer=True, positive=True)
+        nT = nTs[-1]
         cfg["tfinal"] = dT * nT
         if len(set(nTs)) > 1:
             res.say("note", f"stages integrate to t = {', '.join(f'{dT * k:g}' for k in nTs)}; tfinal is the last "
                             f"({cfg['tfinal']:g})")
 
-    # model and node roles
-    if get("model") == "CellBox":
-        cfg["loss"] = "mse"
-        cfg["learn_decay"] = True
+    # model and node roles: every model is mapped as CellBox (another one is reported above), with CellBox's mask,
+    # decay and loss
+    cfg["loss"] = "mse"
+    cfg["learn_decay"] = True
     if "n_protein_nodes" in raw and "n_activity_nodes" in raw:
         n_p = _number(raw, "n_protein_nodes", integer=True)
         n_a = _number(raw, "n_activity_nodes", integer=True)
@@ -285,9 +290,8 @@ def import_cellbox_config(raw: dict, *, conditions: int | None = None) -> Import
                               f"{f' <= n_x ({n_x})' if n_x is not None else ''}")
         cfg["n_protein_nodes"] = n_p
         cfg["n_phenotype_nodes"] = n_a - n_p
-        if get("model") == "CellBox":
-            cfg["cellbox_masks"] = True
-    elif get("model") == "CellBox":
+        cfg["cellbox_masks"] = True
+    else:
         res.say("cannot map", "n_protein_nodes / n_activity_nodes: missing (CellBox requires them); cellbox_masks "
                               "left off")
 

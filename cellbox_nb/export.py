@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from .data.h5atomic import all_or_none
 from .errors import ConfigError
 from .fit.store import HISTORY_COLUMNS, read_fit
 
@@ -112,15 +113,19 @@ def export_csv(fit_path, out_dir, *, which="best") -> list[str]:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"output folder '{out_dir}' is a file")
     os.makedirs(out_dir, exist_ok=True)
+    with all_or_none() as files:  # every file complete before any replaces an older one
+        _export_files(fit, which, out_dir, files)
+    return files.finals
+
+
+def _export_files(fit, which, out_dir, files):
+    """Write export_csv's files into the temporaries of ``files`` (a data.h5atomic.FileSet)."""
     ds = fit["dataset"]
     nodes = list(fit["nodes"])
     params = fit[which]
-    written = []
 
     def target(name):
-        path = os.path.join(out_dir, name)
-        written.append(path)
-        return path
+        return files.reserve(os.path.join(out_dir, name))
 
     def write_matrix(name, M):
         M = np.asarray(M, dtype=np.float64)
@@ -181,4 +186,3 @@ def export_csv(fit_path, out_dir, *, which="best") -> list[str]:
                       cell(pr["val_loss"][j]), cell(pr["criterion"][j]), int(pr["epochs"][j]),
                       1 if j == pr["chosen"] else 0] for j in range(len(pr["levels"]))))
         write_matrix("W_unpruned.csv", pr["stage1"]["W"])
-    return written

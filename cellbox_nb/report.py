@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from .data.h5atomic import all_or_none
 from .errors import ConfigError
 from .export import model_predictions, split_labels
 from .fit import metrics as mt
@@ -435,14 +436,22 @@ def make_report(fit_path, out_dir, *, conditions=None) -> dict:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"output folder '{out_dir}' is a file")
     os.makedirs(out_dir, exist_ok=True)
+    with all_or_none() as files:  # only a complete report replaces an older one
+        _report_files(fit, fit_path, out_dir, chosen, matplotlib, Figure, Canvas, files)
+    return {os.path.basename(path): path for path in files.finals}
+
+
+def _report_files(fit, fit_path, out_dir, chosen, matplotlib, Figure, Canvas, files):
+    """make_report's figures and pages, into the temporaries of ``files`` (a data.h5atomic.FileSet)."""
     ds = fit["dataset"]
     labels = split_labels(fit)
-    written, figures = {}, {}
+    figures = {}
+
+    def reserve(name):
+        return files.reserve(os.path.join(out_dir, name))
 
     def emit(fig, name, title, caption):
-        path = os.path.join(out_dir, name)
-        _save(fig, Canvas, path)
-        written[name] = path
+        _save(fig, Canvas, reserve(name))
         figures[name] = (title, caption)
 
     X = model_predictions(fit, "best")
@@ -476,8 +485,5 @@ def make_report(fit_path, out_dir, *, conditions=None) -> dict:
 
     for name, text in (("report.md", _markdown(fit_path, fit, figures, note)),
                        ("index.html", _html(fit_path, fit, figures, note))):
-        path = os.path.join(out_dir, name)
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(reserve(name), "w", encoding="utf-8") as fh:
             fh.write(text)
-        written[name] = path
-    return written

@@ -41,10 +41,12 @@ import io
 import itertools
 import json
 import os
-import tempfile
+import signal
+import threading
 import time
 import warnings
 
+from .data.h5atomic import temp_beside
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, Interrupted, NumericalError
 from .fit.config import DEFAULTS, LATE_KEYS, load_config_file, resolve
 from .fit.store import read_fit
@@ -355,8 +357,17 @@ def _client(scheduler, workers, threads):
         if os.path.isfile(scheduler):
             return Client(scheduler_file=scheduler), None
         return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR, env=worker_env(threads))
+    # The workers start with SIGINT ignored (a disposition a child keeps): a Ctrl-C at the terminal reaches the
+    # whole process group, and workers that died of it left their fits without a checkpoint, the parent waiting
+    # out its grace period and a summary saying "not run"; the parent's own handler stops the sweep instead.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR, env=worker_env(threads))
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     return Client(cluster), cluster
 
 
@@ -442,10 +453,9 @@ def write_summary(out_dir, summaries):
 
 
 def _write_text(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
+    tmp = temp_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:

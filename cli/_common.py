@@ -16,7 +16,7 @@ import traceback
 
 import click
 
-from cellbox_nb.errors import EXIT_INTERNAL, CellboxError, ConfigError
+from cellbox_nb.errors import EXIT_CONFIG, EXIT_INTERNAL, CellboxError, ConfigError
 
 DEBUG_ENV = "CELLBOX_NB_DEBUG"
 
@@ -44,6 +44,15 @@ def run_command(fn):
                 traceback.print_exc(file=sys.stderr)
             click.echo(f"error: {one_line(exc)}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
+        except OSError as exc:  # the file system refused: an output path that cannot be written, a full disk
+            if os.environ.get(DEBUG_ENV) == "1":
+                traceback.print_exc(file=sys.stderr)
+            where = f" '{exc.filename}'" if exc.filename else ""
+            click.echo(f"error: cannot write or read{where}: {exc.strerror or one_line(exc)}", err=True)
+            raise click.exceptions.Exit(EXIT_CONFIG) from None
+        except MemoryError:
+            click.echo("error: out of memory (the problem is too large for this machine's memory)", err=True)
+            raise click.exceptions.Exit(EXIT_INTERNAL) from None
         except Exception as exc:  # anything unexpected is an internal error
             if os.environ.get(DEBUG_ENV) == "1":
                 traceback.print_exc(file=sys.stderr)
@@ -54,6 +63,41 @@ def run_command(fn):
             raise click.exceptions.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def catch_stop_signals(names=("SIGTERM", "SIGUSR1", "SIGINT")):
+    """Install handlers that turn the signals ``names`` into a stop request: the fit or sweep writes a checkpoint at
+    its next epoch and exits with code 75 (EXIT_INTERRUPTED).  Returns ``stop_requested()``: the first signal's
+    name, or None.  A second Ctrl-C (SIGINT) ends the process at once, by the signal (exit status 130); the
+    results file is then its last complete checkpoint.  (Python's own SIGINT handler raised KeyboardInterrupt
+    inside the Numba kernels' dispatch: an internal error and no checkpoint.)"""
+    import signal
+
+    received = []
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and "SIGINT" in received:
+            click.echo("error: interrupted (second Ctrl-C): stopped at once; the results file holds the last "
+                       "checkpoint", err=True)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        if name == "SIGINT":
+            click.echo("\ninterrupt: stopping after this epoch with a checkpoint (Ctrl-C again stops at once)",
+                       err=True)
+        received.append(name)
+
+    previous = {name: signal.signal(getattr(signal, name), on_signal) for name in names}
+
+    def restore():
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # the previous handlers come back when the command ends (in-process callers, tests)
+        ctx.call_on_close(restore)
+    return lambda: received[0] if received else None
 
 
 def json_option(fn):
@@ -74,8 +118,14 @@ def out_option(fn):
                         help="Output HDF5 file.")(fn)
 
 
-def check_output_path(path: str, overwrite: bool) -> None:
-    """Refuse (ConfigError, exit 2) an existing output file without ``--overwrite`` or a missing folder."""
+def check_output_path(path: str, overwrite: bool, inputs=()) -> None:
+    """Refuse (ConfigError, exit 2) an existing output file without ``--overwrite``, a missing folder, a path that
+    names a folder, or one of the command's input files (``inputs``)."""
+    if not path or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise ConfigError(f"output file '{path}': must be a file name, not a folder")
+    for src in inputs:
+        if src and os.path.exists(src) and os.path.exists(path) and os.path.samefile(src, path):
+            raise ConfigError(f"output file '{path}' is the input '{src}'; write the results elsewhere")
     if os.path.exists(path) and not overwrite:
         raise ConfigError(f"output file '{path}' exists; pass --overwrite to replace it")
     folder = os.path.dirname(os.path.abspath(path))

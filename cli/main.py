@@ -15,8 +15,8 @@ import click
 
 from cellbox_nb.errors import ConfigError
 
-from ._common import (check_output_path, info, json_option, one_line, out_option, print_json, run_command,
-                      seed_option)
+from ._common import (catch_stop_signals, check_output_path, info, json_option, one_line, out_option, print_json,
+                      run_command, seed_option)
 from .bench import bench
 from .sweep import sweep
 
@@ -135,8 +135,8 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
     SIGUSR1 after writing a checkpoint (continue with --resume).
     """
     import os
-    import signal
 
+    stop_requested = catch_stop_signals()  # first thing: a signal during the imports and data loading is kept too
     from cellbox_nb.data.dataset import simulate as simulate_dataset
     from cellbox_nb.data.load import load_data
     from cellbox_nb.fit.config import load_config_file, parse_set, resolve
@@ -154,7 +154,7 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
         if not os.path.exists(out):
             raise ConfigError(f"--resume: '{out}' does not exist")
     else:
-        check_output_path(out, overwrite)
+        check_output_path(out, overwrite, inputs=(data, config_file))
     if data is not None:
         import warnings
 
@@ -167,13 +167,6 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
         ds = simulate_dataset(cfg["network"], conditions=cfg["conditions"], times=cfg["times"],
                               tfinal=cfg["tfinal"], noise=cfg["noise"], max_targets=cfg["max_targets"],
                               seed=cfg["data_seed"])
-    received = []
-
-    def on_signal(signum, _frame):
-        received.append(signal.Signals(signum).name)
-
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, on_signal)
     show = not quiet and sys.stderr.isatty() and (parallel is None or parallel.is_root)
     last = [0.0]
 
@@ -184,12 +177,16 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
             click.echo(f"\repoch {epoch}/{total}  train {train_loss:.3e}  val {val_loss:.3e}", err=True, nl=False)
 
     res = run_train(ds, cfg, out, resume=resume, progress=progress,
-                    stop_requested=lambda: received[0] if received else None, parallel=parallel)
+                    stop_requested=stop_requested, parallel=parallel,
+                    check_data=data is not None, new_file=not (resume or overwrite))
     if parallel is not None and not parallel.is_root:
         return
     if show:
         click.echo("", err=True)
     metrics = res["metrics"] or {}
+    if metrics.get("failed_predictions"):
+        info(f"warning: with the fitted parameters the solve failed on {metrics['failed_predictions']} of "
+             f"{res['dataset'].M} conditions (their predictions are NaN); the metrics leave them out")
     summary = {k: metrics.get(k) for k in TRAIN_JSON_KEYS + ("partition", "drug")}
     summary["out"] = out
     if as_json:
@@ -197,7 +194,10 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
     else:
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
                           if k != "out")
-        info(f"wrote {out}: {shown}")
+        if res.get("already_ended"):
+            info(f"nothing to resume: the fit in {out} had already ended; unchanged: {shown}")
+        else:
+            info(f"wrote {out}: {shown}")
 
 
 @cli.command()
@@ -286,7 +286,7 @@ def import_cellbox_config(config_json, out, overwrite, conditions):
     from cellbox_nb.cellbox_import import load_cellbox_config, to_yaml
 
     if out is not None:
-        check_output_path(out, overwrite)
+        check_output_path(out, overwrite, inputs=(config_json,))
     res = do_import(load_cellbox_config(config_json), conditions=conditions)
     for kind, text in res.messages:
         info(f"{kind}: {text}")
@@ -348,16 +348,23 @@ def main(argv=None):
     Usage errors (unknown option, bad value, missing argument) are reported like every other error: one
     ``error: ...`` line on stderr and exit code 2, instead of click's multi-line usage block.
     """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = cli.main(args=argv, prog_name="cellbox-nb", standalone_mode=False)
+        code = cli.main(args=args, prog_name="cellbox-nb", standalone_mode=False)
     except click.exceptions.UsageError as exc:
-        where = f"cellbox-nb {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else \
-            "cellbox-nb --help"
+        if not args and exc.ctx is not None:  # plain `cellbox-nb`: the help, as --help gives it
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        if exc.ctx is not None and exc.ctx.parent:
+            where = f"cellbox-nb {exc.ctx.info_name} --help"
+        else:  # some option errors come without their command's context: name the command given
+            given = next((a for a in args if a in cli.commands), None)
+            where = f"cellbox-nb {given} --help" if given else "cellbox-nb --help"
         click.echo(f"error: {one_line(exc.format_message())} (see '{where}')", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(1)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a command installed its handlers
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
     except click.exceptions.ClickException as exc:
         click.echo(f"error: {one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 
 import click
 
 from cellbox_nb.errors import ConfigError
 
-from ._common import info, json_option, one_line, print_json, run_command
+from ._common import catch_stop_signals, info, json_option, one_line, print_json, run_command
 
 CONFLICTS_WITH_TASK = ("scheduler", "workers", "retries", "collect")
 
@@ -17,17 +16,6 @@ CONFLICTS_WITH_TASK = ("scheduler", "workers", "retries", "collect")
 def _default_out(spec):
     stem, _ = os.path.splitext(os.path.abspath(spec))
     return f"{stem}_sweep"
-
-
-def _catch_signals(names):
-    received = []
-
-    def on_signal(signum, _frame):
-        received.append(signal.Signals(signum).name)
-
-    for name in names:
-        signal.signal(getattr(signal, name), on_signal)
-    return lambda: received[0] if received else None
 
 
 def _fail_row(summary):
@@ -118,7 +106,7 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
     if task_index is not None:
         _, threads = sw.thread_budget(1, threads or sw.cores_available())
         os.makedirs(out, exist_ok=True)
-        stop = _catch_signals(("SIGTERM", "SIGUSR1"))
+        stop = catch_stop_signals()
         summary = sw.run_row(rows[task_index], out, threads=threads, stop_requested=stop)
         if as_json:
             print_json(summary)
@@ -129,7 +117,7 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
         return None
 
     workers, threads = (None, threads or 1) if scheduler else sw.thread_budget(workers, threads)
-    stop = _catch_signals(("SIGTERM", "SIGINT", "SIGUSR1"))
+    stop = catch_stop_signals()
     if not quiet:
         where = scheduler or f"a LocalCluster of {workers} worker(s) x {threads} Numba thread(s)"
         info(f"sweep: {len(rows)} fit(s) on {where} -> {out}")

@@ -65,7 +65,7 @@ def _check(case, code, stdout, stderr, d, t):
 def test_bad_input_in_process(case, tmp_path):
     d, t = _prepare(tmp_path)
     before = _snapshot(tmp_path)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
     try:
         res = CliRunner().invoke(cli, [_fill(a, d, t) for a in case["args"]], env={"CELLBOX_NB_DEBUG": None})
     finally:  # `train` installs its own handlers once the data are loaded; keep pytest's

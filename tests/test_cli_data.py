@@ -132,11 +132,17 @@ def _command(exc):
 
 
 @pytest.mark.parametrize("exc, code", [(InputDataError("bad\ndata"), 3), (NumericalError("max steps"), 4),
-                                       (RuntimeError("oops"), 1), (KeyError("k"), 1)])
+                                       (RuntimeError("oops"), 1), (KeyError("k"), 1),
+                                       (PermissionError(13, "Permission denied", "/x/out.h5"), 2),
+                                       (OSError(28, "No space left on device"), 2), (MemoryError(), 1)])
 def test_run_command_maps_exceptions_to_exit_codes(exc, code):
     result = CliRunner().invoke(_command(exc), [], env={"CELLBOX_NB_DEBUG": "0"})
     assert_one_error_line(result, code)
-    if code == 1:
+    if isinstance(exc, OSError):  # the file system's refusal, named, not an internal error
+        assert "cannot write or read" in result.stderr and exc.strerror in result.stderr
+    elif isinstance(exc, MemoryError):
+        assert "out of memory" in result.stderr
+    elif code == 1:
         assert "internal error" in result.stderr and "CELLBOX_NB_DEBUG=1" in result.stderr
 
 
@@ -171,3 +177,50 @@ def test_console_script_simulate_in_a_subprocess(tmp_path):
     ds = read_dataset(out)
     assert json.loads(run.stdout)["n"] == ds.n == 8
     assert np.all(np.count_nonzero(ds.U, axis=1) <= 2)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (a folder no file can be made in)")
+def test_an_unwritable_output_folder_is_exit_code_2(tmp_path):
+    src = tmp_path / "s.h5"
+    assert invoke("simulate", "--network", "CY", "--conditions", "2", "--out", str(src)).exit_code == 0
+    result = invoke("simulate", "--network", "CY", "--conditions", "2", "--out", "/proc/cellbox_nb_test.h5")
+    assert_one_error_line(result, 2)
+    assert "cannot write or read" in result.stderr
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    """mkstemp's temporaries are 0600; the renamed results must get what a plain open under the umask gives, so a
+    group-shared cluster folder stays readable (they were 0600 whatever the umask)."""
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "s.h5"
+        assert invoke("simulate", "--network", "CY", "--conditions", "2", "--out", str(out)).exit_code == 0
+    finally:
+        os.umask(old)
+    assert os.stat(out).st_mode & 0o777 == mode
+
+
+@pytest.mark.skipif(EXE is None, reason="the cellbox-nb console script is not installed (pip install -e .)")
+def test_no_arguments_print_the_help_and_option_errors_name_their_command():
+    run = subprocess.run([EXE], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith("Usage: cellbox-nb") and "train" in run.stdout
+    bad = subprocess.run([EXE, "train", "--data"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: Option '--data' requires an argument. (see 'cellbox-nb train --help')")
+
+
+def test_export_writes_all_files_or_none(tmp_path):
+    """A file export cannot write (here metrics.json, which is a folder) leaves the folder as it was: no file of
+    the export replaced or added (they used to be written one by one, so W.csv ... predictions.csv were there)."""
+    fit = os.path.join(os.path.dirname(__file__), "bad_inputs", "hdf5", "fit_good.h5")
+    out = tmp_path / "ex"
+    (out / "metrics.json").mkdir(parents=True)
+    (out / "W.csv").write_text("old\n")
+    result = invoke("export", fit, "--csv", str(out))
+    assert_one_error_line(result, 2)
+    assert sorted(os.listdir(out)) == ["W.csv", "metrics.json"] and (out / "W.csv").read_text() == "old\n"
+    (out / "metrics.json").rmdir()
+    assert invoke("export", fit, "--csv", str(out)).exit_code == 0
+    assert (out / "W.csv").read_text() != "old\n" and (out / "metrics.json").is_file()
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]

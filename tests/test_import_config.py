@@ -118,7 +118,8 @@ def test_unmappable_values_and_unknown_keys_are_reported():
     assert "--drug NAME" in cannot
     assert any(t.startswith("zzz_totally_new:") for t in _messages(res, "unknown"))
     assert res.config["partition"] == "random"
-    assert "cellbox_masks" not in res.config  # not a CellBox model
+    # another model is reported and mapped as CellBox, all of it (its mask, learned decay and squared-error loss)
+    assert res.config["cellbox_masks"] and res.config["learn_decay"] and res.config["loss"] == "mse"
 
 
 def test_typo_inside_a_substage_and_defaults():
@@ -135,6 +136,9 @@ def test_typo_inside_a_substage_and_defaults():
     ([1, 2], "JSON object"),
     ({**ORIGINAL, "batchsize": "four"}, "batchsize"),
     ({**ORIGINAL, "n_protein_nodes": 90}, "n_protein_nodes"),
+    ({**ORIGINAL, "experiment_type": ["x"]}, "experiment_type"),
+    ({**ORIGINAL, "stages": [{"nT": 100, "sub_stages": 5}]}, "sub_stages"),
+    ({**ORIGINAL, "stages": [{"nT": [1], "sub_stages": [{"lr_val": 0.1}]}, {"nT": 100, "sub_stages": []}]}, "nT"),
 ])
 def test_bad_configs(raw, needle):
     with pytest.raises(ConfigError, match=needle):

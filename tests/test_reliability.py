@@ -3,7 +3,7 @@
 - 20 SIGKILLs at seeded random points of short runs: the results file always opens with read_fit, and
   ``--resume`` always ends with bitwise the parameters, history (but wall_s), predictions and split of an
   uninterrupted run;
-- SIGTERM and SIGUSR1 write a checkpoint and exit 75, and the resumed fit equals the uninterrupted one;
+- SIGTERM, SIGUSR1 and SIGINT (Ctrl-C) write a checkpoint and exit 75, and the resumed fit equals the uninterrupted one;
 - an existing results file is never replaced without ``--overwrite``;
 - an explosive learning rate: rejected steps are recorded, the failed update is taken back, the parameters stay
   finite, and ``max_rejections`` consecutive rejections end with status numerical_failure (exit code 4);
@@ -120,7 +120,7 @@ def test_sigkill_at_random_points_then_resume_is_bitwise(reference, tmp_path):
     assert len(set(killed_at)) >= 8, killed_at
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_signal_writes_checkpoint_exits_75_and_resume_matches(reference, tmp_path, sig):
     out = tmp_path / "sig.h5"
     proc = subprocess.Popen(CLI + SHORT + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -132,6 +132,9 @@ def test_signal_writes_checkpoint_exits_75_and_resume_matches(reference, tmp_pat
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 75, stderr
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    if sig == signal.SIGINT:  # Ctrl-C says what it will do first (it used to be an internal error, no checkpoint)
+        assert lines[0].startswith("interrupt: stopping after this epoch"), stderr
+        lines = lines[1:]
     assert len(lines) == 1 and f"stopped by {sig.name}" in lines[0] and "--resume" in lines[0], stderr
     assert "Traceback" not in stderr and stdout == ""
     fit = read_fit(out, with_checkpoint=True)
@@ -155,6 +158,31 @@ def test_existing_results_are_never_replaced_without_overwrite(reference, tmp_pa
     _run(["train", "--network", "LI", "--quiet", "--epochs", "3", "--overwrite", "--out", str(out)])
     assert len(read_fit(out)["history"]["epoch"]) == 3
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no temporary files left
+
+
+def test_a_results_file_has_one_writer_at_a_time(tmp_path):
+    """While one process writes a results file (here: this test holds its lock), a second `train` on the same
+    path is refused with exit code 2, also with --overwrite or --resume, and the file is untouched (two runs
+    used to write it in turn: the last checkpoint won, and a --resume deleted the other's temporary file)."""
+    from cellbox_nb.data.h5atomic import writer_lock
+
+    out = tmp_path / "fit.h5"
+    _run(["train", "--network", "LI", "--quiet", "--epochs", "2", "--out", str(out)])
+    before = out.read_bytes()
+    with writer_lock(out):
+        assert (tmp_path / ".fit.h5.lock").read_text().strip() == str(os.getpid())
+        for extra in (["--overwrite"], ["--resume"]):
+            res = _run(["train", "--network", "LI", "--quiet", "--epochs", "2", "--out", str(out)] + extra,
+                       check=False)
+            assert res.returncode == 2 and "being written by another cellbox-nb process" in res.stderr
+            assert f"pid {os.getpid()}" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert out.read_bytes() == before and not (tmp_path / ".fit.h5.lock").exists()
+    # released: a run goes ahead, and a resume of the ended fit with another config is refused (it used to print
+    # the old fit's metrics as if it had written them)
+    res = _run(["train", "--resume", "--network", "LI", "--quiet", "--epochs", "2", "--out", str(out)])
+    assert "nothing to resume" in res.stderr and out.read_bytes() == before
+    res = _run(["train", "--resume", "--network", "CY", "--quiet", "--epochs", "2", "--out", str(out)], check=False)
+    assert res.returncode == 2 and "the config differs" in res.stderr and out.read_bytes() == before
 
 
 # -- numerical faults ---------------------------------------------------------------------------------------

@@ -185,12 +185,13 @@ def test_task_index_reproduces_the_sweep_row(swept, tmp_path):
 
 
 def test_failed_fits_are_reported_and_retried(tmp_path):
-    """Row 1 ends in a numerical failure (a result: not retried); row 2 raises an error inside the fit (an rtol
-    float64 cannot resolve) and is retried --retries times; the sweep exits with row 1's code, 4."""
+    """Row 1 ends in a numerical failure (a result: not retried); row 2 raises an error inside the fit (prune by
+    validation loss without validation conditions, which only the fit's split shows) and is retried --retries
+    times; the sweep exits with row 1's code, 4."""
     spec = _write_spec(tmp_path, {"base": {"network": "LI", "conditions": 12, "epochs": 10, "times": 3},
                                   "fits": [{}, {"learn_decay": True, "lr": 100.0, "schedule": "constant",
                                                 "max_rejections": 1},
-                                           {"rtol": 1e-17}]})
+                                           {"prune": True, "prune_select": "val", "val_frac": 0, "n_val": 0}]})
     out = tmp_path / "out"
     res = subprocess.run(CLI + ["sweep", str(spec), "--out", str(out), "--retries", "2", "--workers", "1",
                                 "--json"], capture_output=True, text=True, env=_env(), timeout=300)
@@ -202,7 +203,7 @@ def test_failed_fits_are_reported_and_retried(tmp_path):
     assert [r["status"] for r in rows] == ["finished", "numerical_failure", "failed"]
     assert [r["attempts"] for r in rows] == [1, 1, 3]
     assert "consecutive rejected steps" in rows[1]["message"] and rows[1]["exit_code"] == 4
-    assert "rtol" in rows[2]["message"] and rows[2]["exit_code"] == 2
+    assert "prune_select" in rows[2]["message"] and rows[2]["exit_code"] == 2
     assert read_fit(out / rows[1]["file"])["status"] == "numerical_failure"
 
 

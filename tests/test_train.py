@@ -63,6 +63,8 @@ def test_unknown_key_names_the_closest_valid_one(key, hint):
     ({"adjoint_integrator": "rk4"}, "adjoint_integrator"),
     ({"adjoint": "discrete", "adjoint_integrator": "tsit5"}, "adjoint_integrator"),
     ({"backend": "cuda", "adjoint_integrator": "dop853"}, "adjoint_integrator"),
+    ({"epochs": "--5"}, "epochs"), ({"epochs": "-"}, "epochs"), ({"rtol": 1e-15}, "rtol"), ({"rtol": 2.0}, "rtol"),
+    ({"adjoint_rtol": 1.0}, "adjoint_rtol"),
 ])
 def test_bad_values(layer, match):
     with pytest.raises(ConfigError, match=match):
@@ -71,9 +73,12 @@ def test_bad_values(layer, match):
 
 @pytest.mark.parametrize("ext, text", [(".yaml", "lr: 0.05\nepochs: 7\n"), (".json", '{"lr": 0.05, "epochs": 7}'),
                                        (".toml", "lr = 0.05\nepochs = 7\n")])
-def test_config_files(tmp_path, ext, text):
+@pytest.mark.parametrize("bom", [False, True], ids=["plain", "bom"])
+def test_config_files(tmp_path, ext, text, bom):
+    """All three formats, also with the UTF-8 byte-order mark Windows editors write (YAML took it, JSON and TOML
+    refused it)."""
     p = tmp_path / f"c{ext}"
-    p.write_text(text)
+    p.write_text(text, encoding="utf-8-sig" if bom else "utf-8")
     cfg = resolve(load_config_file(p))
     assert cfg["lr"] == 0.05 and cfg["epochs"] == 7 and cfg["loss"] == DEFAULTS["loss"]
 
@@ -320,3 +325,24 @@ def test_a_fresh_fit_removes_stale_temporaries_of_its_output(tmp_path):
     train(ds, cfg, tmp_path / "fit.h5")
     assert not stale.exists() and other.exists()
     assert read_fit(tmp_path / "fit.h5")["status"] in ("finished", "early_stopped")
+
+
+def test_metrics_leave_out_conditions_whose_solve_failed():
+    """evaluate() with NaN predictions for one condition (its solve failed): that condition is counted in
+    failed_predictions and left out of the MAE, which equals the hand-computed MAE of the others (it used to raise
+    a ValueError, and `train` ended with an internal error and a results file left 'running')."""
+    from cellbox_nb.data.dataset import simulate
+    from cellbox_nb.fit.train import evaluate
+
+    ds = simulate("CY", conditions=6, times=2, seed=0)
+    params = {"W": ds.W_true, "alpha": ds.alpha_true, "d": np.ones(ds.n)}
+    X = ds.Y_clean + 0.01
+    X[4] = np.nan
+    split = (np.array([0, 1, 4]), np.array([2]), np.array([3, 5]))
+    m = evaluate(ds, split, params, X)
+    assert m["failed_predictions"] == 1
+    assert m["mae_train"] == pytest.approx(np.mean(np.abs(X[[0, 1]] - ds.Y_clean[[0, 1]])), rel=1e-12)
+    assert m["mae_test"] == pytest.approx(0.01, rel=1e-9) and m["pearson_test"] is not None
+    X[[3, 5]] = np.nan
+    m = evaluate(ds, split, params, X)
+    assert m["failed_predictions"] == 3 and m["mae_test"] is None and m["pearson_test"] is None

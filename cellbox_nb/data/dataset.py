@@ -207,13 +207,21 @@ class Dataset:
 
 def _float_array(name: str, value) -> np.ndarray:
     try:
-        return np.array(value, dtype=np.float64)
+        raw = np.asarray(value)
+        complex_ = raw.dtype.kind == "c"
+        arr = None if complex_ else np.array(raw, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputDataError(f"{name} must be an array of numbers") from None
+    if complex_:  # the imaginary part would be dropped with only a warning
+        raise InputDataError(f"{name} must be an array of real numbers, got dtype {raw.dtype}")
+    return arr
 
 
 def _bool_array(name: str, value) -> np.ndarray:
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        raise InputDataError(f"{name} must be an array of booleans (rows of equal length)") from None
     if arr.dtype == bool:
         return arr.copy()
     if np.issubdtype(arr.dtype, np.integer) and np.isin(arr, (0, 1)).all():
@@ -324,7 +332,7 @@ def _read_open_dataset(f, fail) -> Dataset:
         kind = f.attrs.get("kind")
         if isinstance(kind, bytes):
             kind = kind.decode("utf-8", "replace")
-        if kind != KIND:
+        if not isinstance(kind, str) or kind != KIND:  # (an array attribute would make != an array)
             fail(f"not a cellbox-nb dataset (attribute kind is {kind!r}, expected {KIND!r})")
         version = f.attrs.get("format_version")
         if version is None:

@@ -7,7 +7,64 @@ never a half-written one; on any failure the temporary file is removed and the o
 import contextlib
 import glob
 import os
+import re
 import tempfile
+
+
+def _creation_mode():
+    """The mode a newly created file gets under this process's umask (0o666 & ~umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_beside(path):
+    """A new empty temporary file in ``path``'s folder, named ``.<name>.XXXXXXXX.tmp``, with the permissions of a
+    plain ``open`` under the umask (mkstemp's own 0600 would make every result private to its owner, which breaks
+    group-shared cluster folders).  Returns its path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _creation_mode())
+    finally:
+        os.close(fd)
+    return tmp
+
+
+class FileSet:
+    """Files written together (an export, a report): each under a temporary name beside its final path
+    (:meth:`reserve`), all renamed into place by :func:`all_or_none` only once every one is complete."""
+
+    def __init__(self):
+        self.finals, self.temps = [], []
+
+    def reserve(self, path):
+        """The temporary path to write ``path``'s content to."""
+        self.finals.append(os.fspath(path))
+        self.temps.append(temp_beside(path))
+        return self.temps[-1]
+
+
+@contextlib.contextmanager
+def all_or_none():
+    """Yield a :class:`FileSet`; when the body ends without an error, replace every final path by its temporary
+    file (refusing, ConfigError, a final path that is a folder, before any is replaced); the temporaries are
+    removed in any case, so a failure leaves the folder as it was."""
+    from ..errors import ConfigError
+
+    files = FileSet()
+    try:
+        yield files
+        for final in files.finals:
+            if os.path.isdir(final):
+                raise ConfigError(f"cannot write '{final}': it is a folder")
+        for tmp, final in zip(files.temps, files.finals):
+            os.replace(tmp, final)
+    finally:
+        for tmp in files.temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 @contextlib.contextmanager
@@ -16,12 +73,16 @@ def atomic_h5_write(path):
     import h5py
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
-        with h5py.File(tmp, "w") as f:
-            yield f
+        try:
+            with h5py.File(tmp, "w") as f:
+                yield f
+        except RuntimeError as exc:  # HDF5 reports a failed write (a full disk: errno 28) as a RuntimeError
+            code = re.search(r"errno = (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from None
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -29,6 +90,54 @@ def atomic_h5_write(path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def writer_lock(path):
+    """Hold an advisory lock on ``path`` for the ``with`` body: ``flock`` on ``.<name>.lock`` in its folder, which
+    holds the writer's pid.  A second process asking for the same path gets ConfigError (exit code 2) instead of
+    replacing the first one's file at its next checkpoint or deleting its temporary files.  The lock is released
+    by the kernel when the process dies (a SIGKILL leaves the lock file, not a lock); the file is removed on a
+    normal exit.  Where the file system has no locks (some network file systems) the body runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    from ..errors import ConfigError
+
+    path = os.fspath(path)
+    lock_path = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _creation_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(f"output file '{path}' is being written by another cellbox-nb process (pid {holder}); "
+                              f"wait for it to end or write elsewhere") from None
+        except OSError:  # no locks on this file system
+            os.close(fd)
+            yield
+            return
+        try:  # the holder before us may have removed the lock file after we opened it: lock the current one
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        try:
+            os.remove(lock_path)  # still holding the lock, so no one else holds this file
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def remove_stale_temps(path):

@@ -206,7 +206,7 @@ def resolve(*layers):
     if cfg["rtol"] < 100 * EPS:  # (checked here, before a results file is written, as well as by the solver)
         raise ConfigError(f"config key 'rtol': {cfg['rtol']} is below what float64 can resolve (use >= "
                           f"{100 * EPS:.1e})")
-    for key in ("rtol", "adjoint_rtol"):
+    for key in ("rtol", "adjoint_rtol"):  # (the API takes rtol >= 1 for a fixed mesh from h0; training does not)
         if cfg[key] is not None and cfg[key] >= 1:
             raise ConfigError(f"config key '{key}': must be below 1 (a relative tolerance), got {cfg[key]}")
     if cfg["val_frac"] + cfg["test_frac"] >= 1:

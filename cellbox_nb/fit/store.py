@@ -111,7 +111,8 @@ def read_fit(path, *, with_checkpoint=False):
     """
     f, fail = open_for_reading(path, "results file")
     with f:
-        if f.attrs.get("kind") != KIND:
+        kind = f.attrs.get("kind")
+        if not isinstance(kind, str) or kind != KIND:
             fail(f"not a cellbox-nb fit (attribute kind is {f.attrs.get('kind')!r})")
         version = f.attrs.get("format_version")
         if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
@@ -147,6 +148,43 @@ def read_fit(path, *, with_checkpoint=False):
             fail(f"missing {exc.args[0] if exc.args else 'an entry'}")
         except json.JSONDecodeError as exc:
             fail(f"an entry is not valid JSON ({exc})")
+        except (TypeError, ValueError) as exc:  # an attribute or entry of the wrong type
+            fail(f"an entry has the wrong type ({' '.join(str(exc).split())})")
         except OSError as exc:  # damage below the superblock: bad checksum, address past the end
             fail(f"damaged HDF5 content ({' '.join(str(exc).split())})")
+    _check_fit_shapes(out, fail)
     return out
+
+
+def _check_fit_shapes(out, fail):
+    """Refuse (through ``fail``) a results file whose parts do not fit together: parameters, node names, split,
+    predictions and history against the stored dataset (a damaged or hand-edited file)."""
+    ds = out["dataset"]
+    M, T, n = ds.M, ds.T, ds.n
+    if not isinstance(out["config"], dict):
+        fail("config is not a mapping")
+    if out["metrics"] is not None and not isinstance(out["metrics"], dict):
+        fail("metrics is not a mapping")
+    if len(out["nodes"]) != n:
+        fail(f"params/nodes has {len(out['nodes'])} names for {n} nodes")
+    shapes = {"W": (n, n), "alpha": (n,), "d": (n,)}
+    for which in ("final", "best"):
+        for key, shape in shapes.items():
+            if key not in out[which]:
+                fail(f"missing params/{which}/{key}")
+            arr = np.asarray(out[which][key])
+            if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
+                fail(f"params/{which}/{key} has shape {arr.shape} and dtype {arr.dtype}, expected {shape} floats")
+    seen = np.zeros(M, dtype=bool)
+    for name, idx in zip(("train", "val", "test"), out["split"]):
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or not (idx.size == 0 or np.issubdtype(idx.dtype, np.integer)):
+            fail(f"split/{name} is not a list of condition indices")
+        if idx.size and (idx.min() < 0 or idx.max() >= M or seen[idx].any() or np.unique(idx).size < idx.size):
+            fail(f"split/{name} has indices outside 0..{M - 1} or shared with another split")
+        seen[idx] = True
+    if out["predictions"] is not None and np.shape(out["predictions"]) != (M, T, n):
+        fail(f"predictions/X has shape {np.shape(out['predictions'])}, expected {(M, T, n)}")
+    lengths = {np.shape(v) for v in out["history"].values()}
+    if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        fail("history columns have different lengths")

@@ -16,6 +16,7 @@ Everything that influences the trajectory (parameters, Adam moments, step, lr, R
 is saved at each checkpoint, so a resumed fit ends with the same bits as an uninterrupted one.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -23,9 +24,9 @@ import time
 
 import numpy as np
 
-from ..api import SolveError, loss_and_grad, solve
-from ..data.h5atomic import remove_stale_temps
-from ..errors import ConfigError, Interrupted, NumericalError
+from ..api import SolveError, _backend, loss_and_grad, solve
+from ..data.h5atomic import remove_stale_temps, writer_lock
+from ..errors import ConfigError, InputDataError, Interrupted, NumericalError
 from .config import DEFAULTS
 from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
@@ -202,15 +203,17 @@ class Trainer:
         st.rng_state = rng.bit_generator.state
         return st
 
-    def start(self, resume=False):
+    def start(self, resume=False, check_data=False):
+        _backend(self.cfg["backend"])  # a cuda backend without a usable GPU is refused before anything is written
         if self.parallel:  # every rank has checked its inputs before the root writes anything
             self.parallel.barrier()
         if self._writes:  # a kill during an earlier rewrite of this file left its temporary; the file itself is whole
             remove_stale_temps(self.out)
         if resume:
             saved = read_fit(self.out, with_checkpoint=True)
-            if saved["status"] in FINAL_STATUSES:
-                return saved
+            if check_data and not same_data(self.ds, saved["dataset"]):
+                raise ConfigError(f"--resume: the data differ from those the fit in '{self.out}' was started on "
+                                  f"(resume without --data, or with the same data)")
             # a key the saved config lacks was added after that file was written, by a version that behaved as
             # the key's default does (one exception: adjoint_integrator, whose default "auto" now means DOP853 on
             # the cpu where older versions ran Tsit5; the gradients differ at the solver's tolerance, and old fits
@@ -221,6 +224,9 @@ class Trainer:
                 diff = sorted(k for k in current if stored.get(k) != current[k])
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
                                   f"{', '.join(diff) or 'unknown'})")
+            if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
+                saved["already_ended"] = True
+                return saved
             self.split = tuple(saved["split"])
             self.state = _State.restore(saved["checkpoint"], saved["best"], saved["history"], self.cfg)
             self.ds = saved["dataset"]
@@ -229,6 +235,9 @@ class Trainer:
         else:
             self.split = make_split(self.ds, self.cfg) if self._given_split is None else self._given_split
             check_prune_config(self.cfg, self.split)
+            for name, idx in zip(("training", "validation"), self.split[:2]):
+                if idx.size and not self.mask[idx].any():
+                    raise InputDataError(f"the {name} conditions have no observed entries (mask all false)")
             self.state = self._initial_state()
             self._write("running")
         return self._run()
@@ -395,6 +404,14 @@ class Trainer:
         return read_fit(self.out)
 
 
+def same_data(a, b):
+    """Whether two datasets hold the same measurements: shapes, names, U, t, Y and mask (NaN equal to NaN)."""
+    if (a.U.shape, a.T, list(a.nodes), list(a.conditions)) != (b.U.shape, b.T, list(b.nodes), list(b.conditions)):
+        return False
+    return (np.array_equal(a.U, b.U) and np.array_equal(a.t, b.t) and np.array_equal(a.observed(), b.observed())
+            and np.array_equal(np.where(a.observed(), a.Y, 0.0), np.where(b.observed(), b.Y, 0.0)))
+
+
 def evaluate(ds, split, params, X, loss_kind="mae"):
     """Metrics of a fit: MAE per split, test Pearson r, and network recovery against the truth if known.
 
@@ -404,13 +421,17 @@ def evaluate(ds, split, params, X, loss_kind="mae"):
     target = ds.Y_clean if ds.Y_clean is not None else ds.Y
     mask = ds.observed()
     out = {"targets": "clean" if ds.Y_clean is not None else "measured"}
+    # conditions whose solve failed (NaN predictions) are left out of the response metrics and counted
+    solved = np.zeros(ds.M, dtype=bool) if X is None else np.all(np.isfinite(X) | ~mask, axis=(1, 2))
+    out["failed_predictions"] = int(ds.M - solved.sum())
+    split = tuple(idx[solved[idx]] for idx in split)
     for name, idx in zip(("train", "val", "test"), split):
-        if X is None or idx.size == 0:
+        if idx.size == 0 or not mask[idx].any():
             out[f"mae_{name}"] = None
             continue
         out[f"mae_{name}"] = mt.mae(X[idx], np.nan_to_num(target[idx]), mask[idx])
     test = split[2]
-    if X is not None and test.size:
+    if test.size and mask[test].sum() >= 2:
         m = mask[test]
         out["pearson_test"] = mt.pearson(X[test][m], target[test][m])
     else:
@@ -432,22 +453,28 @@ def evaluate(ds, split, params, X, loss_kind="mae"):
 
 
 def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested=None, parallel=None,
-          init_params=None):
+          init_params=None, check_data=False, new_file=False):
     """Fit ``dataset`` with the resolved config ``cfg``; write and return the results (see read_fit).
 
     ``parallel``: split the conditions across MPI ranks (:func:`cellbox_nb.fit.mpi.from_environment`); ranks other
     than the root write nothing and return only status, metrics and parameters.
     ``init_params``: starting values {"W": (n, n), "alpha": (n,), "d": (n,)} (any subset) instead of the configured
     initialisation, e.g. a warm start from an earlier fit (the W mask still applies); ignored by ``resume``, which
-    continues from the checkpoint.
+    continues from the checkpoint; ``check_data``: with ``resume``, refuse (ConfigError) a ``dataset`` other than
+    the one stored in the file (the resumed fit always continues on the stored one); ``new_file``: refuse
+    (ConfigError) an ``out_path`` that exists.  The file is locked while it is written (data.h5atomic.writer_lock):
+    a second process writing the same path gets ConfigError.
     With config key ``prune``, the fit is followed by the prune refits of :mod:`cellbox_nb.fit.prune` (a resumed
     fit whose file has no prune results yet redoes them)."""
     trainer = Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested,
                       parallel=parallel, init_params=init_params)
-    res = trainer.start(resume=resume)
-    if not cfg["prune"] or res["status"] not in FINAL_STATUSES or res.get("prune") is not None:
-        return res
-    return _prune(trainer, res, stop_requested, parallel)
+    with writer_lock(out_path) if trainer._writes else contextlib.nullcontext():
+        if new_file and os.path.exists(out_path):  # (checked again under the lock: another run may have made it)
+            raise ConfigError(f"output file '{os.fspath(out_path)}' exists; pass --overwrite to replace it")
+        res = trainer.start(resume=resume, check_data=check_data)
+        if not cfg["prune"] or res["status"] not in FINAL_STATUSES or res.get("prune") is not None:
+            return res
+        return _prune(trainer, res, stop_requested, parallel)
 
 
 def _prune(trainer, res, stop_requested, parallel):

@@ -160,6 +160,10 @@ def main():
     write_dataset_file("mask_values.h5", arrays={"mask": np.full((M, T, N), 2, dtype=np.uint8)})
     write_dataset_file("truth_W_nan.h5", arrays={"truth/W": np.full((N, N), np.nan)})
     write_dataset_file("Y_clean_shape.h5", arrays={"Y_clean": np.zeros((M, N))})
+    write_dataset_file("kind_array.h5", attrs={"kind": np.array([1, 2])})
+    write_dataset_file("mask_all_false.h5", arrays={"mask": np.zeros((M, T, N), dtype=np.uint8)})
+    write_dataset_file("U_complex.h5", arrays={"U": a["U"] + 1j})
+    write_dataset_file("other_good.h5", arrays={"Y": a["Y"] + 0.5})  # valid, other data than good.h5
     # -- results files for --resume
     write_fit_file("fit_good.h5")
     write_fit_file("fit_format_version_2.h5", lambda f: f.attrs.__setitem__("format_version", np.int64(2)))
@@ -169,6 +173,14 @@ def main():
                    lambda f: (f.__delitem__("config"), f.create_dataset("config", data="{lr: 0.02")))
     write_fit_file("fit_format_version_text.h5", lambda f: f.attrs.__setitem__("format_version", "one"))
     truncate("fit_good.h5", "fit_truncated.h5")
+    # -- results files whose parts do not fit together (export, report)
+    write_fit_file("fit_W_shape.h5", lambda f: (f.__delitem__("params/best/W"),
+                                                f.create_dataset("params/best/W", data=np.zeros((2, 2)))))
+    write_fit_file("fit_nodes_count.h5", lambda f: (f.__delitem__("params/nodes"),
+                                                    f.create_dataset("params/nodes", data=["a"], dtype=STR)))
+    write_fit_file("fit_split_out_of_range.h5", lambda f: (f.__delitem__("split/test"),
+                                                           f.create_dataset("split/test", data=np.array([999]))))
+    write_fit_file("fit_metrics_not_mapping.h5", lambda f: f.create_dataset("metrics", data="[1, 2]"))
     sizes = {name: os.path.getsize(os.path.join(OUT, name)) for name in sorted(os.listdir(OUT))}
     json.dump(sizes, sys.stdout, indent=1)
     print(f"\n{len(sizes)} files, {sum(sizes.values())} bytes")
