@@ -40,6 +40,7 @@ from .network import Network, load_network
 
 KIND = "cellbox-nb dataset"
 FORMAT_VERSION = 1
+Y_MAX = 1e100  # observed responses beyond this are refused: their squared errors near float64's range (1e308)
 _ARRAYS = ("U", "t", "Y", "mask", "nodes", "conditions")  # datasets every file has
 
 
@@ -160,6 +161,12 @@ class Dataset:
             c, k, i = np.argwhere(bad)[0]
             raise InputDataError(f"Y has {int(bad.sum())} non-finite observed value(s), the first at "
                                  f"condition {c}, time {k}, node {i}")
+        huge = (np.abs(np.where(self.observed(), self.Y, 0.0)) > Y_MAX)
+        if huge.any():  # the losses (sums of |x - y| or (x - y)^2) of such data overflow float64
+            c, k, i = np.argwhere(huge)[0]
+            raise InputDataError(f"Y has {int(huge.sum())} observed value(s) beyond +-{Y_MAX:g} (the first at "
+                                 f"condition {c}, time {k}, node {i}: {self.Y[c, k, i]:g}); the model's responses "
+                                 f"are O(1), so are the data on the scale of responses (e.g. log fold changes)?")
         _check_names("nodes", self.nodes, n)
         _check_names("conditions", self.conditions, M)
         for name, expected in (("W_true", (n, n)), ("alpha_true", (n,)), ("Y_clean", shape)):
