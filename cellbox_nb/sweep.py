@@ -46,7 +46,7 @@ import threading
 import time
 import warnings
 
-from .data.h5atomic import temp_beside
+from .data.h5atomic import write_bytes_atomically
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, Interrupted, NumericalError
 from .fit.config import DEFAULTS, LATE_KEYS, load_config_file, resolve
 from .fit.store import read_fit
@@ -229,8 +229,10 @@ def _row_summary(row, fit=None, *, status=None, action, message="", exit_code=0,
         exit_code = NumericalError.exit_code if status == "numerical_failure" else EXIT_INTERRUPTED
     out.update({"status": status, "action": action, "attempts": 1, "message": message, "exit_code": exit_code,
                 "numba_threads": numba_threads})
-    out.update(row.get("vars", {}))
-    out.update({k: metrics.get(k) for k in METRICS})
+    varied = row.get("vars", {})
+    out.update(varied)
+    # a metric named like a key the rows vary (epochs: the epochs run) must not hide that key's value
+    out.update({(f"{k}_run" if k in varied else k): metrics.get(k) for k in METRICS})
     return out
 
 
@@ -240,7 +242,7 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
     ``message``, ``exit_code`` (the code ``cellbox-nb train`` would exit with) and ``numba_threads`` (used)."""
     import numba
 
-    from .fit.train import train
+    from .fit.train import RESUME_HINT, train
 
     path = os.path.join(out_dir, row["file"])
     fit = _existing(path)
@@ -254,14 +256,16 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the driver reported the data readers' warnings once
             ds = dataset_for(cfg, row["data"])
-        return _row_summary(row, train(ds, cfg, path, resume=resume, stop_requested=stop_requested), **done)
+        return _row_summary(row, train(ds, cfg, path, resume=resume, stop_requested=stop_requested,
+                                       check_data=resume and row["data"] is not None), **done)
     except NumericalError as exc:
         fit = _existing(path)
         if fit is not None and fit["status"] == "numerical_failure":
             return _row_summary(row, fit, message=str(exc), exit_code=exc.exit_code, **done)
         return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code, **done)
-    except Interrupted as exc:
-        return _row_summary(row, status="interrupted", message=str(exc), exit_code=EXIT_INTERRUPTED, **done)
+    except Interrupted as exc:  # (a sweep row continues when the sweep runs again, not with train --resume)
+        message = str(exc).replace(RESUME_HINT, "(run the same sweep again to continue)")
+        return _row_summary(row, status="interrupted", message=message, exit_code=EXIT_INTERRUPTED, **done)
     except CellboxError as exc:
         return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code, **done)
     except Exception as exc:  # anything else is reported in the summary, not lost in a worker's log
@@ -318,6 +322,7 @@ def run_sweep(rows, out_dir, *, scheduler=None, workers=None, threads=1, retries
     checkpoint (up to ``grace_s`` seconds), the summary is written, and Interrupted is raised.
     ``on_result(summary, n_finished, n_total)`` is called as rows complete.
     """
+    created = not os.path.isdir(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     results = {}
     todo = []
@@ -332,9 +337,14 @@ def run_sweep(rows, out_dir, *, scheduler=None, workers=None, threads=1, retries
     total = len(rows)
     interrupted = None
     if todo:
-        interrupted = _dask_loop(todo, out_dir, results, total, scheduler=scheduler, workers=workers,
-                                 threads=threads, retries=retries, stop_requested=stop_requested,
-                                 on_result=on_result, grace_s=grace_s)
+        try:
+            interrupted = _dask_loop(todo, out_dir, results, total, scheduler=scheduler, workers=workers,
+                                     threads=threads, retries=retries, stop_requested=stop_requested,
+                                     on_result=on_result, grace_s=grace_s)
+        except ConfigError:  # no cluster to run on (--scheduler): leave no empty output folder behind
+            if created and not os.listdir(out_dir):
+                os.rmdir(out_dir)
+            raise
     summaries = [results.get(r["index"]) or _row_summary(r, action="not run", status="pending") for r in rows]
     write_summary(out_dir, summaries)
     if interrupted:
@@ -354,9 +364,17 @@ def _client(scheduler, workers, threads):
         raise ConfigError("cellbox-nb sweep needs Dask distributed: pip install 'cellbox-nb[sweep]' (or run one "
                           "row without Dask: --task-index I)") from None
     if scheduler is not None:
-        if os.path.isfile(scheduler):
-            return Client(scheduler_file=scheduler), None
-        return Client(scheduler), None
+        if not str(scheduler).strip():
+            raise ConfigError("--scheduler: empty (give a scheduler address, tcp://HOST:PORT, or a scheduler file)")
+        try:
+            if os.path.isfile(scheduler):
+                return Client(scheduler_file=scheduler), None
+            return Client(scheduler), None
+        except (ValueError, TypeError, KeyError, AssertionError, OSError, TimeoutError) as exc:
+            what = "scheduler file" if os.path.isfile(scheduler) else "address"
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"--scheduler {scheduler!r}: cannot connect to this {what} ({detail}); give "
+                              f"tcp://HOST:PORT or the file a `dask scheduler --scheduler-file` wrote") from None
     # The workers start with SIGINT ignored (a disposition a child keeps): a Ctrl-C at the terminal reaches the
     # whole process group, and workers that died of it left their fits without a checkpoint, the parent waiting
     # out its grace period and a summary saying "not run"; the parent's own handler stops the sweep instead.
@@ -439,7 +457,7 @@ def write_summary(out_dir, summaries):
         counts[s["status"]] = counts.get(s["status"], 0) + 1
     doc = {"counts": counts, "rows": summaries}
     paths = (os.path.join(out_dir, SUMMARY_JSON), os.path.join(out_dir, SUMMARY_CSV))
-    _write_text(paths[0], json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    write_bytes_atomically(paths[0], json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
     columns = []
     for s in summaries:
         columns += [k for k in s if k not in columns]
@@ -448,20 +466,8 @@ def write_summary(out_dir, summaries):
     writer.writeheader()
     for s in summaries:
         writer.writerow({k: ("" if s.get(k) is None else s.get(k)) for k in columns})
-    _write_text(paths[1], buf.getvalue())
+    write_bytes_atomically(paths[1], buf.getvalue())
     return paths
-
-
-def _write_text(path, text):
-    tmp = temp_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def exit_code(summaries):

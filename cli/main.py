@@ -131,19 +131,28 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
           as_json):
     """Learn W and alpha from perturbation data; write one HDF5 results file.
 
-    Exit codes: 0 ok, 2 usage/config error, 3 invalid data, 4 numerical failure, 75 interrupted by SIGTERM or
-    SIGUSR1 after writing a checkpoint (continue with --resume).
+    Exit codes: 0 ok, 2 usage/config error (an output path that cannot be written included), 3 invalid data, 4
+    numerical failure, 75 interrupted by SIGTERM, SIGUSR1 or Ctrl-C after writing a checkpoint (continue with
+    --resume and the same options), 130 a second Ctrl-C (stops at once).
     """
+    stop_requested = catch_stop_signals()  # first thing: a signal during the imports and data loading is kept too
+    from cellbox_nb.fit.mpi import abort_on_error, from_environment
+
+    parallel = from_environment()  # started by mpirun with N > 1 ranks: split the conditions across them
+    with abort_on_error(parallel):  # an error on one MPI rank must not leave the others waiting
+        _train(parallel, data, network, out, config_file, overrides, epochs, lr, seed, partition, drug, resume,
+               overwrite, quiet, as_json, stop_requested)
+
+
+def _train(parallel, data, network, out, config_file, overrides, epochs, lr, seed, partition, drug, resume,
+           overwrite, quiet, as_json, stop_requested):
     import os
 
-    stop_requested = catch_stop_signals()  # first thing: a signal during the imports and data loading is kept too
     from cellbox_nb.data.dataset import simulate as simulate_dataset
     from cellbox_nb.data.load import load_data
     from cellbox_nb.fit.config import load_config_file, parse_set, resolve
-    from cellbox_nb.fit.mpi import from_environment
     from cellbox_nb.fit.train import train as run_train
 
-    parallel = from_environment()  # started by mpirun with N > 1 ranks: split the conditions across them
     layers = [load_config_file(config_file) if config_file else {}]
     cli_layer = {k: v for k, v in (("network", network), ("epochs", epochs), ("lr", lr), ("seed", seed),
                                    ("partition", partition), ("drug", drug)) if v is not None}
@@ -294,8 +303,9 @@ def import_cellbox_config(config_json, out, overwrite, conditions):
     if out is None:
         click.echo(text, nl=False)
     else:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        from cellbox_nb.data.h5atomic import write_bytes_atomically
+
+        write_bytes_atomically(out, text)  # (a failed write leaves no empty or partial file)
         info(f"wrote {out}")
 
 

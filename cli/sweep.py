@@ -66,6 +66,8 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
         if given:
             origin = "SLURM_ARRAY_TASK_ID" if from_env else "--task-index"
             raise ConfigError(f"{origin} runs one row without Dask; it excludes {', '.join(given)}")
+    if scheduler is not None and not scheduler.strip():
+        raise ConfigError("--scheduler: empty (give a scheduler address, tcp://HOST:PORT, or a scheduler file)")
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers sizes the LocalCluster; size an existing cluster (--scheduler) where it starts")
     rows = sw.load_spec(spec)

@@ -102,3 +102,20 @@ def test_two_rank_fit_matches_one_rank_fit(tmp_path):
     assert a["best_epoch"] == b["best_epoch"] and len(a["history"]["epoch"]) == 60
     assert _rel(a["history"]["train_loss"], b["history"]["train_loss"]) <= 1e-10
     assert not np.array_equal(a["final"]["W"], np.zeros_like(a["final"]["W"]))
+
+
+@pytest.mark.parametrize("rank1_data", ["missing.h5", "other.h5"], ids=["missing_on_one_rank", "different_data"])
+def test_an_error_on_one_rank_ends_the_job(tmp_path, rank1_data):
+    """Rank 1 cannot read its data (or reads other data than rank 0): the job ends with exit code 3 and that
+    rank's error line, instead of hanging (rank 0 used to wait in its next collective call forever; with other
+    data the fit ran on the mix).  The timeout is a hang guard, not a timing assertion."""
+    for name, seed in (("d.h5", 0), ("other.h5", 1)):
+        subprocess.run(CLI + ["simulate", "--network", "CY", "--conditions", "4", "--times", "2", "--seed", str(seed),
+                              "--out", str(tmp_path / name)], check=True, capture_output=True, env=_env(), timeout=300)
+    script = (f'[ "$OMPI_COMM_WORLD_RANK" = 1 ] && D={rank1_data} || D=d.h5; '
+              f'exec {" ".join(CLI)} train --data "$D" --epochs 2 --quiet --out fit.h5')
+    res = subprocess.run(["mpirun", "-n", "2", "bash", "-c", script], capture_output=True, text=True, env=_env(),
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 3, res.stdout + res.stderr
+    wanted = "not found" if rank1_data == "missing.h5" else "read different data"
+    assert any(ln.startswith("error: rank 1: ") and wanted in ln for ln in res.stderr.splitlines()), res.stderr

@@ -185,6 +185,43 @@ def test_a_results_file_has_one_writer_at_a_time(tmp_path):
     assert res.returncode == 2 and "the config differs" in res.stderr and out.read_bytes() == before
 
 
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    """Every write of a results or dataset file fails with ENOSPC (the temporary's writes are made to fail as on a
+    full disk): exit code 2, one line naming the file, the previous file unchanged, no temporary left.  HDF5 files
+    are built in memory first because HDF5's own I/O did not survive a full disk (a segmentation fault in
+    File.close during the final write, found on a 300 KiB tmpfs)."""
+    import errno
+
+    from click.testing import CliRunner
+
+    from cellbox_nb._cli.main import cli
+    from cellbox_nb.data import h5atomic
+
+    out = tmp_path / "d.h5"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["simulate", "--network", "CY", "--conditions", "2", "--out", str(out)]).exit_code == 0
+    before = out.read_bytes()
+
+    class Full:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(h5atomic, "open", Full, raising=False)
+    res = runner.invoke(cli, ["simulate", "--network", "CY", "--conditions", "3", "--out", str(out), "--overwrite"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == f"error: cannot write or read '{out}': No space left on device"
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["d.h5"]
+
+
 # -- numerical faults ---------------------------------------------------------------------------------------
 # learn_decay with lr = 100: the first Adam step moves every entry by ~lr, which drives some decays d_i to about
 # -99, so x grows like exp(99 t): the solve overflows and the next step is rejected.

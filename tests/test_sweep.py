@@ -354,3 +354,28 @@ def test_sweep_on_a_cold_kernel_cache(tmp_path):
     ref = train(simulate("CY", conditions=6, times=5, noise=0.01, max_targets=2, seed=0), resolve(cfg),
                 str(tmp_path / "ref.h5"))
     np.testing.assert_array_equal(fit["best"]["W"], ref["best"]["W"])
+
+
+def test_summary_keeps_a_varied_epochs_and_a_resume_checks_the_data(tmp_path):
+    """In-process rows (run_row, as --task-index runs them): (1) with `epochs` varied, the summary keeps each row's
+    config value and puts the epochs run under epochs_run (the metric used to overwrite the column, so two rows
+    looked the same); (2) an interrupted row whose data file now holds other data is not resumed on the stored
+    data but fails with the reason (it used to resume silently on the old data); (3) the interrupted row's
+    message says to run the sweep again (it said --resume, which sweep does not have)."""
+    from cellbox_nb.data.dataset import write_dataset
+    from cellbox_nb.sweep import run_row
+
+    data = tmp_path / "d.h5"
+    write_dataset(data, simulate("CY", conditions=6, times=2, seed=0))
+    rows = expand({"base": {"data": str(data), "patience": 10000, "checkpoint_seconds": 0},
+                   "grid": {"epochs": [3, 4]}})
+    done = [run_row(r, str(tmp_path)) for r in rows]
+    assert [(s["epochs"], s["epochs_run"], s["status"]) for s in done] == [(3, 3, "finished"), (4, 4, "finished")]
+    row = expand({"base": {"data": str(data), "checkpoint_seconds": 0}, "fits": [{"epochs": 50}]})[0]
+    stopped = run_row(row, str(tmp_path), stop_requested=lambda: "SIGTERM")
+    assert stopped["status"] == "interrupted" and "run the same sweep again" in stopped["message"]
+    assert "--resume" not in stopped["message"]
+    write_dataset(data, simulate("CY", conditions=6, times=2, seed=1), overwrite=True)
+    again = run_row(row, str(tmp_path))
+    assert again["status"] == "failed" and again["exit_code"] == 2 and "data differ" in again["message"]
+    assert read_fit(tmp_path / row["file"])["status"] == "interrupted"  # the stored fit is untouched

@@ -1,4 +1,5 @@
-"""Atomic HDF5 writes: build the file under a temporary name in the destination folder, fsync, rename.
+"""Atomic writes: build the file (HDF5 in memory), write it under a temporary name in the destination folder,
+fsync, rename.
 
 A reader (or a process killed mid-write) sees either the previous complete file or the new complete file,
 never a half-written one; on any failure the temporary file is removed and the old file is untouched.
@@ -6,8 +7,8 @@ never a half-written one; on any failure the temporary file is removed and the o
 
 import contextlib
 import glob
+import io
 import os
-import re
 import tempfile
 
 
@@ -24,7 +25,10 @@ def temp_beside(path):
     group-shared cluster folders).  Returns its path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as exc:  # named by the path the caller asked for, not the temporary's
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from None
     try:
         os.fchmod(fd, _creation_mode())
     finally:
@@ -55,7 +59,12 @@ def all_or_none():
 
     files = FileSet()
     try:
-        yield files
+        try:
+            yield files
+        except OSError as exc:  # a temporary could not be written: name the file it was for
+            where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else \
+                (files.finals[-1] if files.finals else None)
+            raise OSError(exc.errno, exc.strerror or str(exc), where) from None
         for final in files.finals:
             if os.path.isdir(final):
                 raise ConfigError(f"cannot write '{final}': it is a folder")
@@ -69,27 +78,37 @@ def all_or_none():
 
 @contextlib.contextmanager
 def atomic_h5_write(path):
-    """Context manager yielding an open, writable ``h5py.File`` that replaces ``path`` on success."""
+    """Context manager yielding an open, writable ``h5py.File`` that replaces ``path`` on success.
+
+    The file is built in memory and written out with plain file I/O: HDF5 does not survive a write error in its
+    own I/O (a full disk made ``File.close`` crash the process with a segmentation fault), while a failed
+    ``write`` here is an OSError naming ``path`` (exit code 2 on the command line), the previous file untouched.
+    """
     import h5py
 
     path = os.fspath(path)
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        yield f
+    write_bytes_atomically(path, buf.getbuffer())
+
+
+def write_bytes_atomically(path, data):
+    """Replace ``path`` by a file holding ``data`` (bytes or str, as UTF-8): written beside it under a temporary
+    name, fsynced, renamed into place; on an error the temporary is removed and OSError names ``path``."""
+    path = os.fspath(path)
     tmp = temp_beside(path)
     try:
-        try:
-            with h5py.File(tmp, "w") as f:
-                yield f
-        except RuntimeError as exc:  # HDF5 reports a failed write (a full disk: errno 28) as a RuntimeError
-            code = re.search(r"errno = (\d+)", str(exc))
-            if code is None:
-                raise
-            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from None
-        with open(tmp, "rb+") as fh:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from None
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -109,7 +128,10 @@ def writer_lock(path):
     path = os.fspath(path)
     lock_path = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _creation_mode())
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _creation_mode())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

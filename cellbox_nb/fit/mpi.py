@@ -18,13 +18,17 @@ Use: ``mpirun -n N cellbox-nb train ...``: the command finds the MPI launcher's 
 (:func:`rank_threads`) and one BLAS thread.  ``--out`` must be on a file system every rank sees for ``--resume``.
 """
 
+import contextlib
+import hashlib
+import json
 import os
+import sys
 
 import numpy as np
 
 from ..api import SolveError, loss_and_grad, solve
 from ..core import status as st
-from ..errors import ConfigError, InputDataError
+from ..errors import EXIT_INTERNAL, CellboxError, ConfigError, InputDataError, Interrupted, NumericalError
 from .threads import cores_available, limit_threads
 
 # variables the common MPI launchers set in every rank's environment (Open MPI, MPICH/Hydra and Intel MPI, MVAPICH)
@@ -38,6 +42,40 @@ def launched_ranks():
         if value.isdecimal():
             return int(value)
     return 1
+
+
+@contextlib.contextmanager
+def abort_on_error(parallel):
+    """Run the body; with MPI ranks (``parallel`` not None), an error raised on this rank alone ends the whole job
+    with ``MPI_Abort`` and the error's exit code, after this rank's one ``error:`` line.  (The other ranks would
+    otherwise wait in their next collective call forever: a data file missing on one node hung the job.)  The
+    errors every rank raises together, a stop request (Interrupted) and a numerical failure (agreed through the
+    reduced ``failed`` flag), end each rank normally."""
+    if parallel is None:
+        yield
+        return
+    try:
+        yield
+    except (Interrupted, NumericalError):
+        raise
+    except Exception as exc:
+        code = getattr(exc, "exit_code", EXIT_INTERNAL)
+        text = " ".join(str(exc).split()) if isinstance(exc, CellboxError) else \
+            f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        sys.stderr.write(f"error: rank {parallel.rank}: {text}\n")
+        sys.stderr.flush()
+        parallel.comm.Abort(code)
+        raise  # pragma: no cover - Abort does not return
+
+
+def data_digest(ds):
+    """A digest of what a fit reads from a dataset (shapes, names, U, t, the observed Y, the mask)."""
+    h = hashlib.sha256()
+    obs = ds.observed()
+    h.update(json.dumps([list(ds.U.shape), ds.T, list(ds.nodes), list(ds.conditions)]).encode())
+    for arr in (ds.U, ds.t, np.where(obs, ds.Y, 0.0), obs):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def from_environment():
@@ -144,3 +182,11 @@ class Conditions:
 
     def barrier(self):
         self.comm.Barrier()
+
+    def check_same_data(self, ds):
+        """Raise InputDataError on every rank when the ranks read different data (a collective call)."""
+        digests = self.comm.allgather(data_digest(ds))
+        other = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+        if other is not None:
+            raise InputDataError(f"MPI ranks 0 and {other} read different data; every rank must read the same "
+                                 f"dataset (a file on a file system every node sees)")

@@ -37,6 +37,7 @@ from .prune import check_config as check_prune_config, prune_and_refit
 from .store import read_fit, write_fit
 
 FINAL_STATUSES = ("finished", "early_stopped")
+RESUME_HINT = "(continue with --resume)"  # the end of the message of a stopped fit
 
 
 def _loss_value(X, Y, mask, kind):
@@ -205,7 +206,8 @@ class Trainer:
 
     def start(self, resume=False, check_data=False):
         _backend(self.cfg["backend"])  # a cuda backend without a usable GPU is refused before anything is written
-        if self.parallel:  # every rank has checked its inputs before the root writes anything
+        if self.parallel:  # every rank has checked its inputs (and read the same data) before the root writes
+            self.parallel.check_same_data(self.ds)
             self.parallel.barrier()
         if self._writes:  # a kill during an earlier rewrite of this file left its temporary; the file itself is whole
             remove_stale_temps(self.out)
@@ -213,7 +215,7 @@ class Trainer:
             saved = read_fit(self.out, with_checkpoint=True)
             if check_data and not same_data(self.ds, saved["dataset"]):
                 raise ConfigError(f"--resume: the data differ from those the fit in '{self.out}' was started on "
-                                  f"(resume without --data, or with the same data)")
+                                  f"(resume with the same data, or start a new fit)")
             # a key the saved config lacks was added after that file was written, by a version that behaved as
             # the key's default does (one exception: adjoint_integrator, whose default "auto" now means DOP853 on
             # the cpu where older versions ran Tsit5; the gradients differ at the solver's tolerance, and old fits
@@ -223,7 +225,7 @@ class Trainer:
             if stored != current:
                 diff = sorted(k for k in current if stored.get(k) != current[k])
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
-                                  f"{', '.join(diff) or 'unknown'})")
+                                  f"{', '.join(diff) or 'unknown'}); give the original run's options again")
             if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
                 saved["already_ended"] = True
                 return saved
@@ -340,7 +342,7 @@ class Trainer:
             if signame:
                 self._write("interrupted")
                 raise Interrupted(f"stopped by {signame} after epoch {st.epoch}; checkpoint written to "
-                                  f"'{self.out}' (continue with --resume)")
+                                  f"'{self.out}' {RESUME_HINT}")
             due = cfg["checkpoint_every"] and st.epoch % cfg["checkpoint_every"] == 0
             if due or time.perf_counter() - self._last_ckpt >= cfg["checkpoint_seconds"]:
                 self._write("running")
