@@ -75,19 +75,26 @@ def catch_stop_signals(names=("SIGTERM", "SIGUSR1", "SIGINT")):
 
     received = []
 
+    def say(text):  # a raw write: the handler may run in the middle of a buffered stderr write
+        try:
+            os.write(sys.stderr.fileno(), text.encode("utf-8", "replace"))
+        except (OSError, ValueError):
+            pass
+
     def on_signal(signum, _frame):
         name = signal.Signals(signum).name
         if name == "SIGINT" and "SIGINT" in received:
-            click.echo("error: interrupted (second Ctrl-C): stopped at once; the results file holds the last "
-                       "checkpoint", err=True)
+            say("error: interrupted (second Ctrl-C): stopped at once; the results file holds the last checkpoint\n")
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
             return
         if name == "SIGINT":
-            click.echo("\ninterrupt: stopping after this epoch with a checkpoint (Ctrl-C again stops at once)",
-                       err=True)
+            say("\ninterrupt: stopping after this epoch with a checkpoint (Ctrl-C again stops at once)\n")
         received.append(name)
 
+    # an ignored SIGINT stays ignored (a job started in the background of a script: the terminal's Ctrl-C is not
+    # for it)
+    names = [n for n in names if not (n == "SIGINT" and signal.getsignal(signal.SIGINT) == signal.SIG_IGN)]
     previous = {name: signal.signal(getattr(signal, name), on_signal) for name in names}
 
     def restore():

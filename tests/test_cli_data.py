@@ -224,3 +224,32 @@ def test_export_writes_all_files_or_none(tmp_path):
     assert invoke("export", fit, "--csv", str(out)).exit_code == 0
     assert (out / "W.csv").read_text() != "old\n" and (out / "metrics.json").is_file()
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_mpi_abort_gives_the_command_lines_codes_and_lines(capsys):
+    """abort_on_error (an error on one MPI rank ends the job): the exit code and one line as run_command gives
+    them (an OSError is 2 naming the file, as without MPI), and the errors all ranks raise together pass through."""
+    from cellbox_nb.errors import Interrupted
+    from cellbox_nb.fit.mpi import abort_on_error
+
+    class Comm:
+        def Abort(self, code):
+            raise SystemExit(code)
+
+    class Ranks:
+        rank = 1
+        comm = Comm()
+
+    for exc, code, text in [(OSError(28, "No space left on device", "fit.h5"), 2,
+                             "cannot write or read 'fit.h5': No space left on device"),
+                            (InputDataError("bad\ndata"), 3, "bad data"),
+                            (RuntimeError("oops"), 1, "internal error: RuntimeError: oops")]:
+        with pytest.raises(SystemExit) as stopped:
+            with abort_on_error(Ranks()):
+                raise exc
+        assert stopped.value.code == code
+        assert capsys.readouterr().err == f"error: rank 1: {text}\n"
+    for exc in (NumericalError("agreed"), Interrupted("stop")):
+        with pytest.raises(type(exc)):
+            with abort_on_error(Ranks()):
+                raise exc

@@ -123,8 +123,10 @@ def test_sigkill_at_random_points_then_resume_is_bitwise(reference, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_signal_writes_checkpoint_exits_75_and_resume_matches(reference, tmp_path, sig):
     out = tmp_path / "sig.h5"
+    # (SIGINT at its default in the child: a test run from a script's background job inherits it ignored, and
+    # the command leaves an ignored SIGINT ignored)
     proc = subprocess.Popen(CLI + SHORT + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env())
+                            text=True, env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and _rows(out) < 3:
         time.sleep(0.002)

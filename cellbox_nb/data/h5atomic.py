@@ -13,7 +13,15 @@ import tempfile
 
 
 def _creation_mode():
-    """The mode a newly created file gets under this process's umask (0o666 & ~umask)."""
+    """The mode a newly created file gets under this process's umask (0o666 & ~umask).  The umask is read from
+    /proc where it can be (setting it to read it back changes it for every thread for a moment)."""
+    try:
+        with io.open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
@@ -31,6 +39,8 @@ def temp_beside(path):
         raise OSError(exc.errno, exc.strerror or str(exc), path) from None
     try:
         os.fchmod(fd, _creation_mode())
+    except OSError:  # a file system without modes (vfat, some network mounts): keep mkstemp's
+        pass
     finally:
         os.close(fd)
     return tmp

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..api import SolveError, loss_and_grad, solve
 from ..core import status as st
-from ..errors import EXIT_INTERNAL, CellboxError, ConfigError, InputDataError, Interrupted, NumericalError
+from ..errors import EXIT_CONFIG, EXIT_INTERNAL, CellboxError, ConfigError, InputDataError, Interrupted, NumericalError
 from .threads import cores_available, limit_threads
 
 # variables the common MPI launchers set in every rank's environment (Open MPI, MPICH/Hydra and Intel MPI, MVAPICH)
@@ -58,10 +58,17 @@ def abort_on_error(parallel):
         yield
     except (Interrupted, NumericalError):
         raise
-    except Exception as exc:
+    except Exception as exc:  # the same codes and wording as the command line's run_command
         code = getattr(exc, "exit_code", EXIT_INTERNAL)
-        text = " ".join(str(exc).split()) if isinstance(exc, CellboxError) else \
-            f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        if isinstance(exc, CellboxError):
+            text = " ".join(str(exc).split())
+        elif isinstance(exc, OSError):
+            where = f" '{exc.filename}'" if exc.filename else ""
+            code, text = EXIT_CONFIG, f"cannot write or read{where}: {exc.strerror or ' '.join(str(exc).split())}"
+        elif isinstance(exc, MemoryError):
+            text = "out of memory (the problem is too large for this machine's memory)"
+        else:
+            text = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
         sys.stderr.write(f"error: rank {parallel.rank}: {text}\n")
         sys.stderr.flush()
         parallel.comm.Abort(code)

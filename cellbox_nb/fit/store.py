@@ -182,7 +182,8 @@ def _check_fit_shapes(out, fail):
             fail(f"split/{name} is not a list of condition indices")
         if idx.size and (idx.min() < 0 or idx.max() >= M or seen[idx].any() or np.unique(idx).size < idx.size):
             fail(f"split/{name} has indices outside 0..{M - 1} or shared with another split")
-        seen[idx] = True
+        if idx.size:
+            seen[idx] = True
     if out["predictions"] is not None and np.shape(out["predictions"]) != (M, T, n):
         fail(f"predictions/X has shape {np.shape(out['predictions'])}, expected {(M, T, n)}")
     lengths = {np.shape(v) for v in out["history"].values()}
