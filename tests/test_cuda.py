@@ -58,6 +58,26 @@ def test_loss_and_gradient_match_cpu():
     np.testing.assert_array_equal(ig["stats"], ic["stats"])
 
 
+def test_close_observation_times_match_cpu():
+    """Two observation times 1e-13 apart (the case the backward kernels' first step of a segment got wrong:
+    step-size underflow below ~1e-14, many extra steps above): the cuda backward takes the CPU's steps, its
+    gradient agrees to 1e-10, and both are within 1e-5 of forward sensitivities at rtol 1e-7."""
+    from reference import fsens_grad, rel_err
+
+    W, alpha, U, _ = _problem()
+    U = U[:1]  # (one condition and three times keep the simulator's share of CI short)
+    t = np.array([0.7, 0.7 + 1e-13, 1.5])
+    Y = cb.solve(W * 0.9, alpha, U, t) + 0.01
+    opts = dict(rtol=1e-7, atol=1e-9, full_output=True)
+    Lc, gc, ic = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator="tsit5", **opts)
+    Lg, gg, ig = cb.loss_and_grad(W, alpha, U, t, Y, backend="cuda", **opts)
+    np.testing.assert_array_equal(ig["stats"], ic["stats"])
+    for key in ("W", "alpha"):
+        assert _rel(gg[key], gc[key]) <= 1e-10, key
+    _, ref = fsens_grad(W, alpha, U, t, Y, np.ones(Y.shape, dtype=bool), "mae")
+    assert rel_err(gg["W"], ref["W"]) <= 1e-5
+
+
 def test_dop853_is_refused_on_cuda():
     W, alpha, U, t = _problem()
     Y = cb.solve(W, alpha, U, t)
