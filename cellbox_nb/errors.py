@@ -40,3 +40,18 @@ class Interrupted(CellboxError):
     """The run stopped on a signal after writing a checkpoint; ``--resume`` continues it."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def describe(exc):
+    """How the command line reports an exception: ``(exit code, one-line message, internal)`` (the message without
+    the ``error:`` prefix; ``internal`` for an unexpected exception, exit code 1).  Shared by the commands'
+    wrapper and the MPI abort, so a rank's error reads as it would in one process."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, CellboxError):
+        return exc.exit_code, text, False
+    if isinstance(exc, OSError):  # the file system refused: an output path that cannot be written, a full disk
+        where = f" '{exc.filename}'" if exc.filename else ""
+        return EXIT_CONFIG, f"cannot write or read{where}: {exc.strerror or text}", False
+    if isinstance(exc, MemoryError):
+        return EXIT_INTERNAL, "out of memory (the problem is too large for this machine's memory)", False
+    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {text}", True

@@ -16,7 +16,7 @@ import traceback
 
 import click
 
-from cellbox_nb.errors import EXIT_CONFIG, EXIT_INTERNAL, CellboxError, ConfigError
+from cellbox_nb.errors import ConfigError, describe
 
 DEBUG_ENV = "CELLBOX_NB_DEBUG"
 
@@ -39,28 +39,14 @@ def run_command(fn):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise click.exceptions.Exit(0) from None
-        except CellboxError as exc:
-            if os.environ.get(DEBUG_ENV) == "1":
+        except Exception as exc:  # one line with the documented exit code (cellbox_nb.errors.describe)
+            code, text, internal = describe(exc)
+            debug = os.environ.get(DEBUG_ENV) == "1"
+            if debug:
                 traceback.print_exc(file=sys.stderr)
-            click.echo(f"error: {one_line(exc)}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
-        except OSError as exc:  # the file system refused: an output path that cannot be written, a full disk
-            if os.environ.get(DEBUG_ENV) == "1":
-                traceback.print_exc(file=sys.stderr)
-            where = f" '{exc.filename}'" if exc.filename else ""
-            click.echo(f"error: cannot write or read{where}: {exc.strerror or one_line(exc)}", err=True)
-            raise click.exceptions.Exit(EXIT_CONFIG) from None
-        except MemoryError:
-            click.echo("error: out of memory (the problem is too large for this machine's memory)", err=True)
-            raise click.exceptions.Exit(EXIT_INTERNAL) from None
-        except Exception as exc:  # anything unexpected is an internal error
-            if os.environ.get(DEBUG_ENV) == "1":
-                traceback.print_exc(file=sys.stderr)
-                hint = ""
-            else:
-                hint = f" (set {DEBUG_ENV}=1 for the traceback)"
-            click.echo(f"error: internal error: {type(exc).__name__}: {one_line(exc)}{hint}", err=True)
-            raise click.exceptions.Exit(EXIT_INTERNAL) from None
+            hint = f" (set {DEBUG_ENV}=1 for the traceback)" if internal and not debug else ""
+            click.echo(f"error: {text}{hint}", err=True)
+            raise click.exceptions.Exit(code) from None
 
     return wrapper
 

@@ -26,6 +26,7 @@ reader never sees a half-written file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -210,6 +211,17 @@ class Dataset:
             self, U=self.U[idx], Y=self.Y[idx], mask=None if self.mask is None else self.mask[idx],
             conditions=[self.conditions[i] for i in idx],
             Y_clean=None if self.Y_clean is None else self.Y_clean[idx], meta=dict(self.meta))
+
+
+def data_digest(ds: Dataset) -> str:
+    """A digest of what a fit reads from a dataset: shapes, node and condition names, U, t, the observed Y and the
+    mask (equal digests: the same data; a resumed fit and the ranks of an MPI fit compare them)."""
+    h = hashlib.sha256()
+    obs = ds.observed()
+    h.update(json.dumps([list(ds.U.shape), ds.T, list(ds.nodes), list(ds.conditions)]).encode())
+    for arr in (ds.U, ds.t, np.where(obs, ds.Y, 0.0), obs):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def _float_array(name: str, value) -> np.ndarray:

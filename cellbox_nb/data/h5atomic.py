@@ -69,17 +69,16 @@ def all_or_none():
 
     files = FileSet()
     try:
-        try:
-            yield files
-        except OSError as exc:  # a temporary could not be written: name the file it was for
-            where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else \
-                (files.finals[-1] if files.finals else None)
-            raise OSError(exc.errno, exc.strerror or str(exc), where) from None
+        yield files
         for final in files.finals:
             if os.path.isdir(final):
                 raise ConfigError(f"cannot write '{final}': it is a folder")
         for tmp, final in zip(files.temps, files.finals):
             os.replace(tmp, final)
+    except OSError as exc:  # a temporary could not be written or renamed: name the file it was for
+        where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else \
+            (files.finals[-1] if files.finals else None)
+        raise OSError(exc.errno, exc.strerror or str(exc), where) from None
     finally:
         for tmp in files.temps:
             if os.path.exists(tmp):
@@ -96,7 +95,6 @@ def atomic_h5_write(path):
     """
     import h5py
 
-    path = os.fspath(path)
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         yield f
@@ -106,19 +104,11 @@ def atomic_h5_write(path):
 def write_bytes_atomically(path, data):
     """Replace ``path`` by a file holding ``data`` (bytes or str, as UTF-8): written beside it under a temporary
     name, fsynced, renamed into place; on an error the temporary is removed and OSError names ``path``."""
-    path = os.fspath(path)
-    tmp = temp_beside(path)
-    try:
-        with open(tmp, "wb") as fh:
+    with all_or_none() as files:
+        with open(files.reserve(path), "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or str(exc), path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @contextlib.contextmanager

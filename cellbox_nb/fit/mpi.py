@@ -19,8 +19,6 @@ Use: ``mpirun -n N cellbox-nb train ...``: the command finds the MPI launcher's 
 """
 
 import contextlib
-import hashlib
-import json
 import os
 import sys
 
@@ -28,7 +26,8 @@ import numpy as np
 
 from ..api import SolveError, loss_and_grad, solve
 from ..core import status as st
-from ..errors import EXIT_CONFIG, EXIT_INTERNAL, CellboxError, ConfigError, InputDataError, Interrupted, NumericalError
+from ..data.dataset import data_digest
+from ..errors import ConfigError, InputDataError, Interrupted, NumericalError, describe
 from .threads import cores_available, limit_threads
 
 # variables the common MPI launchers set in every rank's environment (Open MPI, MPICH/Hydra and Intel MPI, MVAPICH)
@@ -58,31 +57,12 @@ def abort_on_error(parallel):
         yield
     except (Interrupted, NumericalError):
         raise
-    except Exception as exc:  # the same codes and wording as the command line's run_command
-        code = getattr(exc, "exit_code", EXIT_INTERNAL)
-        if isinstance(exc, CellboxError):
-            text = " ".join(str(exc).split())
-        elif isinstance(exc, OSError):
-            where = f" '{exc.filename}'" if exc.filename else ""
-            code, text = EXIT_CONFIG, f"cannot write or read{where}: {exc.strerror or ' '.join(str(exc).split())}"
-        elif isinstance(exc, MemoryError):
-            text = "out of memory (the problem is too large for this machine's memory)"
-        else:
-            text = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    except Exception as exc:
+        code, text, _ = describe(exc)  # the code and wording of the command line's run_command
         sys.stderr.write(f"error: rank {parallel.rank}: {text}\n")
         sys.stderr.flush()
         parallel.comm.Abort(code)
         raise  # pragma: no cover - Abort does not return
-
-
-def data_digest(ds):
-    """A digest of what a fit reads from a dataset (shapes, names, U, t, the observed Y, the mask)."""
-    h = hashlib.sha256()
-    obs = ds.observed()
-    h.update(json.dumps([list(ds.U.shape), ds.T, list(ds.nodes), list(ds.conditions)]).encode())
-    for arr in (ds.U, ds.t, np.where(obs, ds.Y, 0.0), obs):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
 
 
 def from_environment():

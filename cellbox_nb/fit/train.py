@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from ..api import SolveError, _backend, loss_and_grad, solve
+from ..data.dataset import data_digest
 from ..data.h5atomic import remove_stale_temps, writer_lock
 from ..errors import ConfigError, InputDataError, Interrupted, NumericalError
 from .config import DEFAULTS
@@ -213,7 +214,7 @@ class Trainer:
             remove_stale_temps(self.out)
         if resume:
             saved = read_fit(self.out, with_checkpoint=True)
-            if check_data and not same_data(self.ds, saved["dataset"]):
+            if check_data and data_digest(self.ds) != data_digest(saved["dataset"]):
                 raise ConfigError(f"--resume: the data differ from those the fit in '{self.out}' was started on "
                                   f"(resume with the same data, or start a new fit)")
             # a key the saved config lacks was added after that file was written, by a version that behaved as
@@ -404,14 +405,6 @@ class Trainer:
             return {"status": status, "metrics": metrics, "final": st.params, "best": best,
                     "best_epoch": st.best_epoch}
         return read_fit(self.out)
-
-
-def same_data(a, b):
-    """Whether two datasets hold the same measurements: shapes, names, U, t, Y and mask (NaN equal to NaN)."""
-    if (a.U.shape, a.T, list(a.nodes), list(a.conditions)) != (b.U.shape, b.T, list(b.nodes), list(b.conditions)):
-        return False
-    return (np.array_equal(a.U, b.U) and np.array_equal(a.t, b.t) and np.array_equal(a.observed(), b.observed())
-            and np.array_equal(np.where(a.observed(), a.Y, 0.0), np.where(b.observed(), b.Y, 0.0)))
 
 
 def evaluate(ds, split, params, X, loss_kind="mae"):
