@@ -10,8 +10,27 @@ import os
 # Set before the first import of numba (below).
 os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 
-from .api import SolveError, loss_and_grad, solve  # noqa: E402
 from .errors import CellboxError, ConfigError, InputDataError, Interrupted, NumericalError  # noqa: E402
+
+# solve, loss_and_grad and SolveError are loaded on first use (PEP 562): importing the package stays cheap, so the
+# command line reaches its own error and signal handling before numba (~0.3 s) is imported, and a Ctrl-C during
+# that import is one "error: interrupted" line instead of a traceback.
+_FROM_API = ("solve", "loss_and_grad", "SolveError")
+
+
+def __getattr__(name):
+    if name in _FROM_API:
+        from . import api
+
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_FROM_API))
+
 
 __version__ = "0.1.0"
 

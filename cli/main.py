@@ -15,6 +15,7 @@ import click
 
 from cellbox_nb.errors import ConfigError
 
+from . import _startup_done
 from ._common import (catch_stop_signals, check_output_path, info, json_option, one_line, out_option, print_json,
                       run_command, seed_option)
 from .bench import bench
@@ -359,6 +360,7 @@ def main(argv=None):
     ``error: ...`` line on stderr and exit code 2, instead of click's multi-line usage block.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    _startup_done()
     try:
         code = cli.main(args=args, prog_name="cellbox-nb", standalone_mode=False)
     except click.exceptions.UsageError as exc:

@@ -7,7 +7,9 @@ DESIGN.md section 4 (0 ok, 1 internal, 2 usage/config, 3 input data, 4 numerical
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 
 import click
 import numpy as np
@@ -253,3 +255,50 @@ def test_mpi_abort_gives_the_command_lines_codes_and_lines(capsys):
         with pytest.raises(type(exc)):
             with abort_on_error(Ranks()):
                 raise exc
+
+
+def _python(code, **kw):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_the_command_line_loads_without_numba():
+    """Importing the package and the command line does not import numba (PEP 562 attributes load the solver on
+    first use): the ~0.3 s of that import used to be a window where Ctrl-C printed a traceback."""
+    run = _python("import sys, cellbox_nb, cellbox_nb._cli.main; print('numba' in sys.modules); "
+                  "from cellbox_nb import solve, loss_and_grad, SolveError; print('numba' in sys.modules, "
+                  "solve.__module__, loss_and_grad.__module__, SolveError.__module__, 'solve' in dir(cellbox_nb))")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True", "cellbox_nb.api", "cellbox_nb.api", "cellbox_nb.api", "True"]
+    missing = _python("import cellbox_nb; cellbox_nb.no_such_name")
+    assert missing.returncode == 1 and "AttributeError: module 'cellbox_nb' has no attribute 'no_such_name'" in \
+        missing.stderr
+
+
+def test_ctrl_c_while_the_command_line_starts_is_one_line_and_130():
+    """Between the import of the command line and main(), SIGINT ends the process at once with one line (nothing
+    is written yet); main() gives SIGINT back to Python; an inherited ignored SIGINT stays ignored."""
+    kill = "import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(0.5); print('alive')"
+    run = _python("import cellbox_nb._cli; " + kill, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (run.returncode, run.stderr, run.stdout) == (130, "error: interrupted\n", "")
+    ignored = _python("import cellbox_nb._cli; " + kill,
+                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert (ignored.returncode, ignored.stdout) == (0, "alive\n"), ignored.stderr
+    after = _python("import signal, cellbox_nb._cli as c; c._startup_done(); "
+                    "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert after.stdout == "True\n", after.stderr
+
+
+def test_an_output_path_that_is_a_symlink_keeps_the_link(tmp_path):
+    """Writing through a symbolic link replaces its target and keeps the link, as a plain open would (the atomic
+    rename used to replace the link by a plain file, leaving the target stale)."""
+    real = tmp_path / "store" / "s.h5"
+    real.parent.mkdir()
+    link = tmp_path / "s.h5"
+    assert invoke("simulate", "--network", "CY", "--conditions", "2", "--out", str(real)).exit_code == 0
+    os.symlink(real, link)
+    first = read_dataset(str(real))
+    assert invoke("simulate", "--network", "CY", "--conditions", "3", "--out", str(link), "--overwrite").exit_code == 0
+    assert os.path.islink(link) and os.readlink(link) == str(real)
+    assert read_dataset(str(real)).U.shape[0] == 3 and first.U.shape[0] == 2
+    assert sorted(os.listdir(real.parent)) == ["s.h5"]

@@ -54,10 +54,18 @@ class FileSet:
         self.finals, self.temps = [], []
 
     def reserve(self, path):
-        """The temporary path to write ``path``'s content to."""
-        self.finals.append(os.fspath(path))
+        """The temporary path to write ``path``'s content to.  A symbolic link is followed: its target is
+        replaced and the link kept, as a plain ``open(path, "w")`` would do."""
+        path = resolve_link(path)
+        self.finals.append(path)
         self.temps.append(temp_beside(path))
         return self.temps[-1]
+
+
+def resolve_link(path):
+    """``path``, or where it leads when it is a symbolic link (the file a write through the link changes)."""
+    path = os.fspath(path)
+    return os.path.realpath(path) if os.path.islink(path) else path
 
 
 @contextlib.contextmanager
@@ -125,7 +133,7 @@ def writer_lock(path):
         return
     from ..errors import ConfigError
 
-    path = os.fspath(path)
+    path = resolve_link(path)  # a link and its target are one file: one lock
     lock_path = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
     while True:
         try:
@@ -169,7 +177,7 @@ def remove_stale_temps(path):
     ``.<name>.XXXXXXXX.tmp``; the file at ``path`` is still the previous complete version.  Call this only where
     no other process writes ``path`` (a results file has one writer).  Returns the removed paths.
     """
-    path = os.fspath(path)
+    path = resolve_link(path)  # the temporaries sit beside the file a link points to
     folder = os.path.dirname(os.path.abspath(path))
     pattern = os.path.join(glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*.tmp")
     removed = []
