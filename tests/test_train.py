@@ -346,3 +346,34 @@ def test_metrics_leave_out_conditions_whose_solve_failed():
     X[[3, 5]] = np.nan
     m = evaluate(ds, split, params, X)
     assert m["failed_predictions"] == 3 and m["mae_test"] is None and m["pearson_test"] is None
+
+
+def test_slow_checkpoint_writes_are_spaced_out(tmp_path, monkeypatch):
+    """A timed checkpoint waits at least WRITE_SHARE_INVERSE times as long as the last write took, so rewriting a
+    large results file cannot take most of the run (a write slower than checkpoint_seconds used to follow every
+    epoch); checkpoint_seconds = 0 still writes after every epoch.  The writes are made slow (0.2 s each) by a
+    wrapper; the counts allow epochs of up to ~0.1 s on a loaded machine."""
+    import cellbox_nb.fit.train as tr
+    from cellbox_nb.data.dataset import simulate
+    from cellbox_nb.data.network import load_network
+
+    ds = simulate(load_network("CY"), conditions=8, times=2, noise=0.0, seed=0)
+    real = tr.write_fit
+    calls = []
+    delay = [0.2]
+
+    def slow_write(*args, **kwargs):
+        calls.append(kwargs["status"])
+        time.sleep(delay[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "write_fit", slow_write)
+    base = {"epochs": 30, "patience": 1000, "n_val": 2, "n_test": 2}
+    res = tr.train(ds, resolve(dict(base, checkpoint_seconds=1e-9)), tmp_path / "spaced.h5")
+    assert res["status"] == "finished" and len(res["history"]["epoch"]) == 30
+    assert calls[0] == "running" and calls[-1] == "finished"
+    assert len(calls) <= 2 + 3, calls  # the first write, the final one, at most ~3 s / 1.8 s of timed ones
+    calls.clear()
+    delay[0] = 0.02
+    tr.train(ds, resolve(dict(base, checkpoint_seconds=0)), tmp_path / "every.h5")
+    assert len(calls) == 1 + 30 + 1, len(calls)  # before epoch 1, after every epoch, the final write
