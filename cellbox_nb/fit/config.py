@@ -102,7 +102,8 @@ SCHEMA = {
     "prune_epochs": (2000, "int+", "maximum epochs of each prune refit"),
     "prune_patience": (300, "int+", "early-stopping patience of each prune refit"),
     "max_rejections": (10, "int+", "stop with a numerical failure after this many consecutive rejected steps"),
-    "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often (and after at least 9x the last write's time)"),
+    "checkpoint_seconds": (5.0, "float0", "rewrite the results file (with checkpoint) at most this often, and "
+                                          "no sooner than 9x the last rewrite's time (0 = every epoch)"),
     "checkpoint_every": (0, "int0", "also checkpoint every this many epochs (0 = time-based only)"),
 }
 
