@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -213,6 +214,13 @@ def test_train_json_keys_and_store_contents(tmp_path):
     m = fit["metrics"]
     assert m["pearson_W"] == pytest.approx(stats.pearsonr(W_hat.ravel(), W_true.ravel()).statistic, abs=1e-12)
     assert m["pearson_W_offdiag"] == pytest.approx(stats.pearsonr(W_hat[off], W_true[off]).statistic, abs=1e-12)
+    # the checkpoint's current parameters are the final ones, stored once (hard links: an n = 4000 fit saves 128 MB
+    # a rewrite) and read back equal
+    ck = read_fit(out, with_checkpoint=True)["checkpoint"]
+    with h5py.File(out, "r") as f:
+        for key in ("W", "alpha"):
+            assert f[f"checkpoint/p_{key}"].id == f[f"params/final/{key}"].id
+            assert np.array_equal(ck[f"p_{key}"], fit["final"][key])
 
 
 @pytest.mark.parametrize("args, code, needle", [

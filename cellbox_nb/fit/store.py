@@ -76,7 +76,10 @@ def write_fit(path, *, status, config, dataset, split, history, final, best, bes
         f["params/best"].attrs["epoch"] = np.int64(best_epoch)
         c = f.create_group("checkpoint")
         for key, val in checkpoint.items():
-            if isinstance(val, np.ndarray):
+            same = final.get(key[2:]) if key.startswith("p_") else None
+            if same is not None and (same is val or np.array_equal(same, val)):
+                c[key] = f[f"params/final/{key[2:]}"]  # a hard link: the current parameters are the final ones
+            elif isinstance(val, np.ndarray):
                 c.create_dataset(key, data=val)
             else:
                 c.attrs[key] = json.dumps(val)
