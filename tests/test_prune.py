@@ -131,15 +131,39 @@ def test_prune_finds_the_support_of_li_and_improves_the_test_error(li_fit):
     assert res["metrics"]["mae_test"] < mae_unpruned
 
 
-def test_resume_after_a_kill_during_the_refits_gives_the_same_bits(li_fit, tmp_path):
-    """A kill during the refits leaves the fit's complete file (what Trainer.start alone writes); --resume redoes
-    the refits and ends with the uninterrupted run's parameters and path, bitwise."""
+class _KilledInTheRefits(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("how", ["train", "older_version"])
+def test_resume_after_a_kill_during_the_refits_gives_the_same_bits(li_fit, tmp_path, monkeypatch, how):
+    """A kill during the refits leaves the fit's complete file with status ``running`` and ``fit_ended`` (it said
+    ``finished``, so a monitor saw the unpruned W as the result and a rerun sweep skipped the row); --resume and
+    a rerun sweep's is_done see it is not done, and --resume redoes the refits and ends with the uninterrupted
+    run's parameters and path, bitwise.  A file of an older version (the fit's status, no prune/) resumes too."""
+    import cellbox_nb.fit.train as tr
+    from cellbox_nb.sweep import is_done
+
     ds, cfg, out, res = li_fit
     killed = tmp_path / "killed.h5"
-    Trainer(ds, cfg, killed).start()  # the fit, without the refits: the file a kill during them leaves
-    mid = read_fit(killed)
-    assert mid["prune"] is None and mid["status"] in ("finished", "early_stopped")
+    if how == "train":
+        def kill(*args, **kwargs):
+            raise _KilledInTheRefits
+
+        with monkeypatch.context() as m:
+            m.setattr(tr, "prune_and_refit", kill)
+            with pytest.raises(_KilledInTheRefits):
+                train(ds, cfg, killed)
+        mid = read_fit(killed)
+        assert mid["status"] == "running" and mid["fit_ended"] == res["metrics"]["status"]
+        assert not is_done(mid)
+    else:
+        Trainer(ds, cfg, killed).start()  # the fit alone, as earlier versions left it
+        mid = read_fit(killed)
+        assert mid["status"] in ("finished", "early_stopped") and mid["fit_ended"] is None
+    assert mid["prune"] is None
     again = train(ds, cfg, killed, resume=True)
+    assert again["status"] == res["status"] and again["fit_ended"] is None and is_done(again)
     for key in ("W", "alpha", "d"):
         assert np.array_equal(again["best"][key], res["best"][key])
     for key in ("levels", "support", "train_loss", "criterion", "epochs", "mask"):

@@ -3,7 +3,8 @@
 Layout (format_version 1)
 -------------------------
 Root attributes: ``kind = "cellbox-nb fit"``, ``format_version = 1``, ``status`` (running, finished,
-early_stopped, interrupted, numerical_failure), ``cellbox_nb_version``, ``created``, ``updated``.
+early_stopped, interrupted, numerical_failure), ``cellbox_nb_version``, ``created``, ``updated``; while the prune
+refits run after a fit that ended, ``status`` is ``running`` and ``fit_ended`` says how the fit ended.
 
 - ``config``              JSON string: the resolved training configuration.
 - ``data/``               the inputs, in the dataset layout of cellbox_nb.data.dataset (U, t, Y, mask, nodes,
@@ -46,14 +47,18 @@ PRUNE_ARRAYS = ("levels", "support", "train_loss", "val_loss", "criterion", "epo
 
 
 def write_fit(path, *, status, config, dataset, split, history, final, best, best_epoch, checkpoint,
-              predictions=None, metrics=None, created=None, prune=None):
-    """Write the complete results file atomically (layout in the module docstring)."""
+              predictions=None, metrics=None, created=None, prune=None, fit_ended=None):
+    """Write the complete results file atomically (layout in the module docstring).  ``fit_ended``: how the fit
+    ended (finished, early_stopped) while its prune refits are still to run; the file's status is then
+    ``running`` and the root attribute ``fit_ended`` says the fit itself needs no more epochs."""
     from .. import __version__
 
     with atomic_h5_write(path) as f:
         f.attrs["kind"] = KIND
         f.attrs["format_version"] = np.int64(FORMAT_VERSION)
         f.attrs["status"] = status
+        if fit_ended is not None:
+            f.attrs["fit_ended"] = fit_ended
         f.attrs["cellbox_nb_version"] = __version__
         f.attrs["created"] = created or time.strftime("%Y-%m-%dT%H:%M:%S")
         f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -135,6 +140,8 @@ def read_fit(path, *, with_checkpoint=False):
             out["predictions"] = f["predictions/X"][()] if "predictions" in f else None
             out["metrics"] = json.loads(f["metrics"][()]) if "metrics" in f else None
             out["created"] = str(f.attrs.get("created", ""))
+            ended = f.attrs.get("fit_ended")
+            out["fit_ended"] = str(ended) if ended is not None else None
             out["prune"] = None
             if "prune" in f:
                 g = f["prune"]

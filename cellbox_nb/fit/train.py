@@ -185,6 +185,7 @@ class Trainer:
         self.created = None
         self._last_ckpt = 0.0
         self._ckpt_gap = 0.0  # seconds until the next timed checkpoint may be written (see _write)
+        self.then_prune = False  # set by train(): prune refits follow the fit (see _write)
         self.init_params = _check_init_params(init_params, dataset.n)
         self._given_split = split
 
@@ -229,6 +230,8 @@ class Trainer:
                 diff = sorted(k for k in current if stored.get(k) != current[k])
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
                                   f"{', '.join(diff) or 'unknown'}); give the original run's options again")
+            if saved["status"] == "running" and saved["fit_ended"] in FINAL_STATUSES:  # killed in its refits
+                saved["status"] = saved["fit_ended"]
             if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
                 saved["already_ended"] = True
                 return saved
@@ -386,9 +389,13 @@ class Trainer:
             return
         st = self.state
         started = time.perf_counter()
+        fit_ended = None
+        if self.then_prune and status in FINAL_STATUSES:  # refits follow: not done yet for anyone reading the file
+            status, fit_ended = "running", status
         write_fit(self.out, status=status, config=self.cfg, dataset=self.ds, split=self.split,
                   history=st.history, final=st.params, best=st.best, best_epoch=st.best_epoch,
-                  checkpoint=st.checkpoint(), predictions=predictions, metrics=metrics, created=self.created)
+                  checkpoint=st.checkpoint(), predictions=predictions, metrics=metrics, created=self.created,
+                  fit_ended=fit_ended)
         self._last_ckpt = time.perf_counter()
         # Timed checkpoints take at most about a tenth of the run: the whole file is rewritten each time, which
         # for a large network (n = 4000: 1.2 GB, 7-10 s here) could otherwise take longer than checkpoint_seconds
@@ -471,10 +478,13 @@ def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested
     fit whose file has no prune results yet redoes them)."""
     trainer = Trainer(dataset, cfg, out_path, progress=progress, stop_requested=stop_requested,
                       parallel=parallel, init_params=init_params)
+    trainer.then_prune = bool(cfg["prune"])
     with writer_lock(out_path) if trainer._writes else contextlib.nullcontext():
         if new_file and os.path.exists(out_path):  # (checked again under the lock: another run may have made it)
             raise ConfigError(f"output file '{os.fspath(out_path)}' exists; pass --overwrite to replace it")
         res = trainer.start(resume=resume, check_data=check_data)
+        if res["status"] == "running" and res.get("fit_ended") in FINAL_STATUSES:  # as written for the refits
+            res["status"] = res["fit_ended"]
         if not cfg["prune"] or res["status"] not in FINAL_STATUSES or res.get("prune") is not None:
             return res
         return _prune(trainer, res, stop_requested, parallel)
@@ -516,7 +526,7 @@ def _prune(trainer, res, stop_requested, parallel):
         return {"status": res["status"], "metrics": metrics, "final": best, "best": best,
                 "best_epoch": res["best_epoch"], "prune": path}
     saved = read_fit(trainer.out, with_checkpoint=True)
-    write_fit(trainer.out, status=saved["status"], config=cfg, dataset=saved["dataset"], split=saved["split"],
+    write_fit(trainer.out, status=res["status"], config=cfg, dataset=saved["dataset"], split=saved["split"],
               history=_history_rows(saved["history"]), final=best, best=best, best_epoch=saved["best_epoch"],
               checkpoint=saved["checkpoint"], predictions=X, metrics=metrics, created=saved["created"] or None,
               prune=path)
