@@ -385,3 +385,30 @@ def test_slow_checkpoint_writes_are_spaced_out(tmp_path, monkeypatch):
     delay[0] = 0.02
     tr.train(ds, resolve(dict(base, checkpoint_seconds=0)), tmp_path / "every.h5")
     assert len(calls) == 1 + 30 + 1, len(calls)  # before epoch 1, after every epoch, the final write
+
+
+@pytest.mark.parametrize("network, seed, conditions, times", [("BF", 4, 8, 5), ("random:5", 0, 1, 1)])
+def test_gradcheck_taylor_slope_on_correct_and_wrong_gradients(network, seed, conditions, times):
+    """The Taylor slope of gradcheck's setup on two cases whose correct gradients failed the 2 +- 0.1 band before
+    (a direction of length sqrt(n^2 + n), h up to 0.1: slopes 2.42 and 2.13); now within 0.1 of 2, and a gradient
+    1e-3 off (relative) gives a slope outside the band by itself, not only through the other two checks."""
+    from cellbox_nb import loss_and_grad
+    from cellbox_nb.data.dataset import simulate
+    from cellbox_nb.data.network import load_network
+    from cellbox_nb.gradcheck import TOL_SLOPE, run_gradcheck
+
+    net = load_network(network, seed=seed)  # as `cellbox-nb gradcheck` builds its problem
+    ds = simulate(net, conditions=conditions, times=times, noise=0.01, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    W = net.W + 0.1 * rng.normal(size=net.W.shape)
+    alpha = net.alpha * (1 + 0.05 * rng.normal(size=net.n))
+    kw = dict(mask=ds.observed(), loss="mae", seed=seed)
+    good = run_gradcheck(W, alpha, ds.U, ds.t, ds.Y, **kw)
+    assert good["ok"] and abs(good["taylor_slope"] - 2) <= TOL_SLOPE, good["taylor_slope"]
+
+    def wrong(W_, a_, kind):
+        L, g = loss_and_grad(W_, a_, ds.U, ds.t, ds.Y, mask=ds.observed(), loss=kind, rtol=1e-10, atol=1e-10)
+        return L, {k: v * (1 + 1e-3) for k, v in g.items()}
+
+    bad = run_gradcheck(W, alpha, ds.U, ds.t, ds.Y, grad_fn=wrong, **kw)
+    assert abs(bad["taylor_slope"] - 2) > TOL_SLOPE and not bad["ok"], bad["taylor_slope"]
