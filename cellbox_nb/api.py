@@ -67,7 +67,7 @@ def _fmt(shape):
 
 
 def _positive(name, value):
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, (bool, np.bool_, str, bytes)):  # (float() would take "1e-6" and True)
         raise ConfigError(f"{name}: must be a number, got {value!r}")
     try:
         v = float(value)
@@ -76,6 +76,13 @@ def _positive(name, value):
     if not (math.isfinite(v) and v > 0):
         raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")
     return v
+
+
+def _resolvable(name, rtol):
+    """Refuse a relative tolerance under 100 eps: the error norm cannot get below it, so the steps shrink until
+    they underflow (or, for the backward pass, take tens of thousands of steps)."""
+    if rtol < 100 * _EPS:
+        raise ConfigError(f"{name}: {rtol} is below what float64 can resolve (use >= {100 * _EPS:.3g})")
 
 
 def _flag(name, value):
@@ -120,8 +127,7 @@ def _model_arrays(W, alpha, U, t, decay):
 def _solver_options(rtol, atol, max_steps, h0, pi_beta):
     rtol = _positive("rtol", rtol)
     atol = _positive("atol", atol)
-    if rtol < 100 * _EPS:
-        raise ConfigError(f"rtol: {rtol} is below what float64 can resolve (use >= {100 * _EPS:.1e})")
+    _resolvable("rtol", rtol)
     if (isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer))
             or not 1 <= max_steps < 2 ** 63):
         raise ConfigError(f"max_steps: must be a positive integer below 2**63, got {max_steps!r}")
@@ -288,6 +294,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     T = t.shape[0]
     rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
     artol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
+    _resolvable("adjoint_rtol", artol)
     aatol = -1.0 if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
     if adjoint not in ADJOINTS:
         raise ConfigError(f"adjoint: must be one of {', '.join(ADJOINTS)}, got {adjoint!r}")

@@ -257,6 +257,8 @@ def test_observation_times_a_few_ulps_apart(monkeypatch, gap, integrator, lockst
     (dict(loss="huber"), "loss"),
     (dict(w_mask=np.ones((2, 2), dtype=bool)), "w_mask"),
     (dict(adjoint_rtol=0.0), "adjoint_rtol"),
+    (dict(adjoint_rtol=1e-20), "adjoint_rtol: 1e-20 is below what float64 can resolve"),  # (12942 steps)
+    (dict(adjoint_rtol="1e-6"), "adjoint_rtol: must be a number"),
     (dict(adjoint_integrator="rk4"), "adjoint_integrator"),
     (dict(adjoint_integrator="tsit5", adjoint="discrete"), "adjoint_integrator"),
     (dict(mask=[[[True, True, True], [True]]] * 2), "mask"),

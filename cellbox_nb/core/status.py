@@ -17,8 +17,9 @@ MESSAGES = {
     Status.SUCCESS: "success",
     Status.MAX_STEPS: "the maximum number of steps was reached (the ODE is stiff or blows up; raise max_steps "
                       "or loosen the tolerances)",
-    Status.DT_UNDERFLOW: "the step size underflowed (the solution changes too fast to resolve; the ODE is stiff "
-                         "or singular)",
+    Status.DT_UNDERFLOW: "the step size underflowed (the solution changes too fast to resolve: the ODE is stiff "
+                         "or singular, or it grows without bound, e.g. with a negative decay, until every trial "
+                         "step overflows)",
     Status.NONFINITE: "the solution became non-finite (NaN or Inf)",
     Status.DENSE_OVERFLOW: "the stored forward trajectory exceeded max_dense_bytes (the adjoint needs it; raise "
                            "the limit or loosen the tolerances)",

@@ -204,9 +204,10 @@ def resolve(*layers):
             if key not in SCHEMA:
                 raise ConfigError(f"unknown config key '{key}'{_closest(str(key))}")
             cfg[key] = _coerce(key, value)
-    if cfg["rtol"] < 100 * EPS:  # (checked here, before a results file is written, as well as by the solver)
-        raise ConfigError(f"config key 'rtol': {cfg['rtol']} is below what float64 can resolve (use >= "
-                          f"{100 * EPS:.1e})")
+    for key in ("rtol", "adjoint_rtol"):  # (checked here, before a results file is written, and by the solver)
+        if cfg[key] is not None and cfg[key] < 100 * EPS:
+            raise ConfigError(f"config key '{key}': {cfg[key]} is below what float64 can resolve (use >= "
+                              f"{100 * EPS:.3g})")
     for key in ("rtol", "adjoint_rtol"):  # (the API takes rtol >= 1 for a fixed mesh from h0; training does not)
         if cfg[key] is not None and cfg[key] >= 1:
             raise ConfigError(f"config key '{key}': must be below 1 (a relative tolerance), got {cfg[key]}")
