@@ -412,3 +412,13 @@ def test_gradcheck_taylor_slope_on_correct_and_wrong_gradients(network, seed, co
 
     bad = run_gradcheck(W, alpha, ds.U, ds.t, ds.Y, grad_fn=wrong, **kw)
     assert abs(bad["taylor_slope"] - 2) > TOL_SLOPE and not bad["ok"], bad["taylor_slope"]
+
+
+def test_optional_numeric_keys_take_none_as_written_in_the_docs():
+    """The README's defaults table writes unset optional values as "none"; `--set clip_norm=none` was refused
+    ("must be a number"), only `null` worked.  A key that needs a value still refuses it."""
+    cfg = resolve({"clip_norm": "none", "n_val": "None", "adjoint_rtol": "null"})
+    assert cfg["clip_norm"] is None and cfg["n_val"] is None and cfg["adjoint_rtol"] is None
+    assert resolve({"drug": "none"})["drug"] == "none"  # a node name
+    with pytest.raises(ConfigError, match="'epochs': must be an integer, got 'none'"):
+        resolve({"epochs": "none"})

@@ -148,6 +148,8 @@ def _coerce(key, value):
         return value
     optional = kind.endswith("?")
     base = kind.rstrip("?")
+    if optional and base != "name_or_index" and isinstance(value, str) and value.strip().lower() in ("none", "null"):
+        value = None  # `--set clip_norm=none`, as the docs write the default (a node may be named "none")
     if value is None:
         if optional:
             return None
