@@ -100,6 +100,13 @@ def test_small_folder_reads(tmp_path):
     ({"pert.csv": ""}, "pert.csv: file is empty"),
     ({"expr.csv": "\n\n"}, "expr.csv: file is empty"),
     ({"pert.csv": "0,0,-1,0\n0,0,-0.5\n0,0,-1,-0.5\n"}, "pert.csv row 2 has 3 columns, expected 4"),
+    # row 1 the odd one: it is named (row 2 was, "expected 5 (as in row 1)")
+    ({"pert.csv": "0,0,-1,0,0\n0,0,0,-0.5\n0,0,-1,-0.5\n"},
+     "pert.csv row 1 has 5 columns, expected 4 (as in the other rows)"),
+    ({"expr.csv": "0.1,0.2,-0.7,0.0\n0.0,1_0,0.0,-0.4\n0.2,0.1,-0.6,-0.4\n"},
+     "expr.csv row 2, column 2: '1_0' is not a number"),  # (float() reads it as 10)
+    ({"expr.csv": "0.1;0.2;-0.7;0.0\n0.0;0.1;0.0;-0.4\n0.2;0.1;-0.6;-0.4\n"},
+     "expr.csv row 1, column 1: '0.1;0.2;-0.7;0.0' is not a number (CellBox tables are comma-separated)"),
     ({"expr.csv": "0.1,0.2,-0.7,0.0\n0.0,abc,0.0,-0.4\n0.2,0.1,-0.6,-0.4\n"},
      "expr.csv row 2, column 2: 'abc' is not a number"),
     ({"expr.csv": "a,b,c,d\n" + EXPR}, "expr.csv row 1, column 1: 'a' is not a number (CellBox tables have no header"),
@@ -172,6 +179,11 @@ def test_time_series_layout(tmp_path):
     (d / "times.csv").write_text("5\n10\n15\n")
     with pytest.raises(InputDataError, match="expr_t3.csv: file not found"):
         read_cellbox(d)
+    # more response files than times: refused (expr_t3.csv was dropped silently), unless times= asks for fewer
+    (d / "times.csv").write_text("5\n")
+    with pytest.raises(InputDataError, match="times.csv lists 1 times but the folder also has expr_t2.csv"):
+        read_cellbox(d)
+    assert read_cellbox(d, times=[5.0]).T == 1
 
 
 def test_load_data_reads_hdf5_and_sets_roles(tmp_path):

@@ -94,22 +94,28 @@ def read_table(path: str, label: str | None = None) -> np.ndarray:
     """
     label = label or os.path.basename(path)
     lines = _read_lines(path, label)
-    width = None
+    widths = [line.count(",") + 1 for line in lines]
+    width = widths[0]
+    if len(widths) > 2 and widths.count(width) == 1 and len(set(widths[1:])) == 1:  # row 1 is the odd one
+        raise InputDataError(f"{label} row 1 has {width} columns, expected {widths[1]} (as in the other rows)")
     rows = []
     for r, line in enumerate(lines, 1):
         cells = line.split(",")
-        if width is None:
-            width = len(cells)
-        elif len(cells) != width:
+        if len(cells) != width:
             raise InputDataError(f"{label} row {r} has {len(cells)} columns, expected {width} (as in row 1)")
         row = []
         for c, cell in enumerate(cells, 1):
             text = cell.strip()
             try:
+                if "_" in text:  # float() reads "1_0" as 10
+                    raise ValueError(text)
                 value = float(text)
             except ValueError:
                 shown = repr(text) if text else "an empty cell"
-                hint = " (CellBox tables have no header row)" if r == 1 else ""
+                if ";" in text or "\t" in text:
+                    hint = " (CellBox tables are comma-separated)"
+                else:
+                    hint = " (CellBox tables have no header row)" if r == 1 else ""
                 raise InputDataError(f"{label} row {r}, column {c}: {shown} is not a number{hint}") from None
             if not math.isfinite(value):
                 raise InputDataError(f"{label} row {r}, column {c}: non-finite value {text!r}")
@@ -262,12 +268,17 @@ def read_cellbox(folder, *, pert: str = "pert.csv", expr: str = "expr.csv", node
         raise InputDataError(f"{node_index} has {len(names)} names but {pert} has {n} columns")
 
     series_file = path("times.csv")
-    if times is None and os.path.exists(series_file):
+    from_file = times is None and os.path.exists(series_file)
+    if from_file:
         times = read_times(series_file, "times.csv")
     if times is not None:
         t = _check_times(times, "times")
         stem, ext = os.path.splitext(expr)
         expr_files = [f"{stem}_t{k}{ext}" for k in range(1, t.size + 1)]
+        extra = f"{stem}_t{t.size + 1}{ext}"
+        if from_file and os.path.exists(path(extra)):  # (a times= argument may take the first times on purpose)
+            raise InputDataError(f"times.csv lists {t.size} times but the folder also has {extra} (one response "
+                                 f"file per time: add its time to times.csv or remove the file)")
     else:
         if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not math.isfinite(t_end) or t_end <= 0:
             raise ConfigError(f"t_end must be a finite number > 0, got {t_end!r}")
