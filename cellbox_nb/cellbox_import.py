@@ -313,7 +313,7 @@ def import_cellbox_config(raw: dict, *, conditions: int | None = None) -> Import
 def load_cellbox_config(path) -> dict:
     """Read a CellBox JSON config file (ConfigError, one line, if unreadable or not a JSON object)."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # (a BOM, as some Windows editors write, is accepted)
             raw = json.load(fh)
     except OSError as exc:
         raise ConfigError(f"CellBox config {path}: cannot read ({exc.strerror})") from None

@@ -171,3 +171,15 @@ def test_cli_bad_json_is_one_line(tmp_path):
     res = subprocess.run(CLI + ["import-cellbox-config", str(bad)], capture_output=True, text=True, timeout=300)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(lines) == 1 and "not valid JSON" in lines[0]
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    """Windows editors may start a JSON file with a UTF-8 BOM: it was 'not valid JSON (Unexpected UTF-8 BOM)' here,
+    while the data readers and training configs accept it.  The same mapping as without it."""
+    from cellbox_nb.cellbox_import import load_cellbox_config
+
+    raw = {"model": "CellBox", "lr_val": 0.1, "n_x": 99}
+    plain, bom = tmp_path / "plain.json", tmp_path / "bom.json"
+    plain.write_text(json.dumps(raw), encoding="utf-8")
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(raw).encode("utf-8"))
+    assert load_cellbox_config(bom) == load_cellbox_config(plain) == raw
