@@ -35,6 +35,8 @@ from .data.h5atomic import all_or_none
 from .errors import ConfigError
 from .fit.store import HISTORY_COLUMNS, read_fit
 
+PRUNE_FILES = ("prune.csv", "W_unpruned.csv")  # written for a fit with prune and refit only
+
 __all__ = ["export_csv", "model_predictions", "split_labels"]
 
 WHICH = ("best", "final")
@@ -156,6 +158,10 @@ def _export_files(fit, which, out_dir, files):
                 ["condition", "split", "time", "node", "predicted", "measured", "observed"], prediction_rows())
 
     metrics = dict(fit["metrics"]) if fit["metrics"] is not None else {"status": fit["status"]}
+    if which == "final" and fit["metrics"] is not None:  # the stored metrics are the best parameters': recompute
+        from .fit.train import evaluate  # those that depend on the parameters for the final ones
+
+        metrics.update(evaluate(ds, tuple(fit["split"]), params, X, fit["config"].get("loss", "mae")))
     metrics["params"] = which
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
     with open(target("metrics.json"), "w", encoding="utf-8") as fh:
@@ -186,3 +192,6 @@ def _export_files(fit, which, out_dir, files):
                       cell(pr["val_loss"][j]), cell(pr["criterion"][j]), int(pr["epochs"][j]),
                       1 if j == pr["chosen"] else 0] for j in range(len(pr["levels"]))))
         write_matrix("W_unpruned.csv", pr["stage1"]["W"])
+    else:  # an earlier export of a pruned fit into this folder must not leave its files beside these
+        for name in PRUNE_FILES:
+            files.discard(os.path.join(out_dir, name))

@@ -227,7 +227,7 @@ def _scatter(Figure, fit, X, labels):
     ax.set_xlabel("measured Y")
     ax.set_ylabel("predicted x(t) (best params)")
     ax.set_title("Predicted vs measured, observed entries by split")
-    ax.legend(loc="upper left", frameon=False)
+    _legend(ax, loc="upper left", frameon=False)
     return fig
 
 
@@ -254,8 +254,15 @@ def _loss(Figure, fit):
     ax.set_ylabel(f"loss ({fit['config'].get('loss', 'mae')}, log scale)")
     ax.set_title(f"Loss per epoch ({len(ep)} epochs, status {fit['status']})")
     ax.grid(True, which="major", color="0.9", lw=0.8)
-    ax.legend(frameon=False)
+    _legend(ax, frameon=False)
     return fig
+
+
+def _legend(ax, **kw):
+    """A legend when something labelled was drawn (matplotlib warns on stderr otherwise: a fit whose predictions
+    all failed, a history without epochs)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
 def _curves(scores, labels):

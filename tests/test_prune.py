@@ -297,3 +297,6 @@ def test_export_writes_the_prune_path_exactly(li_fit, tmp_path):
     train(ds, resolve(cfg, {"prune": False, "epochs": 3}), plain)
     names = [os.path.basename(f) for f in export_csv(plain, tmp_path / "exp2")]
     assert "prune.csv" not in names and "W_unpruned.csv" not in names
+    # into the pruned fit's export folder: its prune files go (they stayed beside the other fit's files)
+    names = [os.path.basename(f) for f in export_csv(plain, tmp_path / "exp")]
+    assert sorted(os.listdir(tmp_path / "exp")) == sorted(names)

@@ -194,7 +194,11 @@ def test_export_round_trips_parameters_exactly(fit_path, fit, tmp_path, which):
         assert np.array_equal(np.array([float(r[1]) for r in rows[1:]]), params[key])
 
     metrics = json.load(open(tmp_path / "metrics.json"))
-    assert metrics.pop("params") == which and metrics == fit["metrics"]
+    assert metrics.pop("params") == which
+    if which == "best":  # (final: recomputed for the final parameters, test_export_final_predictions_...)
+        assert metrics == fit["metrics"]
+    else:
+        assert set(metrics) == set(fit["metrics"]) and metrics["epochs"] == fit["metrics"]["epochs"]
 
     rows = read_rows(tmp_path / "history.csv")
     assert rows[0] == list(HISTORY_COLUMNS) and len(rows) - 1 == len(fit["history"]["epoch"]) == 50
@@ -232,6 +236,16 @@ def test_export_final_predictions_use_the_final_parameters(fit_path, fit, tmp_pa
     cfg = fit["config"]
     X = solve(p["W"], p["alpha"], ds.U, ds.t, decay=p["d"], rtol=cfg["rtol"], atol=cfg["atol"])
     assert np.array_equal(pred, X)
+    # metrics.json is about those parameters too (it held the best parameters' metrics, labelled final): the
+    # test MAE by hand from X against the clean responses, the Pearson r of W with scipy
+    from scipy import stats
+
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    test = np.asarray(fit["split"][2])
+    assert m["params"] == "final" and m["epochs"] == fit["metrics"]["epochs"]
+    assert m["mae_test"] == pytest.approx(np.mean(np.abs(X[test] - ds.Y_clean[test])), rel=1e-12)
+    assert m["pearson_W"] == pytest.approx(stats.pearsonr(p["W"].ravel(), ds.W_true.ravel()).statistic, abs=1e-12)
+    assert m["mae_test"] != fit["metrics"]["mae_test"]  # (the best epoch is not the last one in this fit)
 
 
 def test_export_refuses_bad_which(fit_path, tmp_path):
@@ -283,3 +297,22 @@ def test_cli_report_bad_conditions_exit_2(fit_path, tmp_path, value):
     res = invoke("report", fit_path, "--out", tmp_path / "r", "--conditions", value)
     assert res.exit_code == 2, res.output
     assert len(res.stderr.splitlines()) == 1 and "conditions" in res.stderr
+
+
+def test_loss_figure_without_epochs_draws_no_empty_legend(fit):
+    """A history with no finite loss and no best epoch: the figure says so, and no legend is asked for (matplotlib
+    printed 'No artists with labels found to put in legend' on stderr from report.py)."""
+    needs_matplotlib()
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    from cellbox_nb.report import _loss
+
+    empty = dict(fit, history={k: np.full(3, np.nan) for k in fit["history"]}, best_epoch=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = _loss(Figure, empty)
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and any(t.get_text() == "no epochs recorded" for t in ax.texts)
+    assert _loss(Figure, fit).axes[0].get_legend() is not None

@@ -51,7 +51,12 @@ class FileSet:
     (:meth:`reserve`), all renamed into place by :func:`all_or_none` only once every one is complete."""
 
     def __init__(self):
-        self.finals, self.temps = [], []
+        self.finals, self.temps, self.stale = [], [], []
+
+    def discard(self, path):
+        """Remove ``path`` (if it is there) when the others are renamed into place: a file an earlier version of
+        the set had and this one has not."""
+        self.stale.append(resolve_link(path))
 
     def reserve(self, path):
         """The temporary path to write ``path``'s content to.  A symbolic link is followed: its target is
@@ -83,6 +88,9 @@ def all_or_none():
                 raise ConfigError(f"cannot write '{final}': it is a folder")
         for tmp, final in zip(files.temps, files.finals):
             os.replace(tmp, final)
+        for stale in files.stale:
+            if os.path.isfile(stale):
+                os.remove(stale)
     except OSError as exc:  # a temporary could not be written or renamed: name the file it was for
         where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else \
             (files.finals[-1] if files.finals else None)
