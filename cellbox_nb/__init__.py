@@ -3,11 +3,13 @@
 Public API: :func:`solve` (forward responses) and :func:`loss_and_grad` (loss and its continuous-adjoint gradient).
 """
 
+import importlib
+import importlib.util
 import os
 
 # Numba's colour highlighting (colorama) writes a terminal reset to stdout at exit wherever stdout is a terminal,
 # and mpirun gives every rank a pseudo-terminal: `mpirun ... --json > out.json` would not hold one JSON object.
-# Set before the first import of numba (below).
+# Set before the first import of numba (by cellbox_nb.api, on first use).
 os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 
 from .errors import CellboxError, ConfigError, InputDataError, Interrupted, NumericalError  # noqa: E402
@@ -25,6 +27,10 @@ def __getattr__(name):
         value = getattr(api, name)
         globals()[name] = value
         return value
+    # the package's own submodules, as attributes, as when importing the package imported them all
+    # (`import cellbox_nb; cellbox_nb.api.solve`, `cellbox_nb.config.LOCKSTEP_MIN_N`)
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

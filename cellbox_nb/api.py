@@ -81,8 +81,8 @@ def _positive(name, value):
 def _resolvable(name, rtol):
     """Refuse a relative tolerance under 100 eps: the error norm cannot get below it, so the steps shrink until
     they underflow (or, for the backward pass, take tens of thousands of steps)."""
-    if rtol < 100 * _EPS:
-        raise ConfigError(f"{name}: {rtol} is below what float64 can resolve (use >= {100 * _EPS:.3g})")
+    if rtol < config.RTOL_MIN:
+        raise ConfigError(f"{name}: {rtol} is below what float64 can resolve (use >= {config.RTOL_MIN_TEXT})")
 
 
 def _flag(name, value):
@@ -294,7 +294,6 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     T = t.shape[0]
     rtol, atol, max_steps, h0, pi_beta = _solver_options(rtol, atol, max_steps, h0, pi_beta)
     artol = rtol if adjoint_rtol is None else _positive("adjoint_rtol", adjoint_rtol)
-    _resolvable("adjoint_rtol", artol)
     aatol = -1.0 if adjoint_atol is None else _positive("adjoint_atol", adjoint_atol)
     if adjoint not in ADJOINTS:
         raise ConfigError(f"adjoint: must be one of {', '.join(ADJOINTS)}, got {adjoint!r}")
@@ -304,6 +303,7 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
     if discrete and (adjoint_rtol is not None or adjoint_atol is not None):
         raise ConfigError("adjoint_rtol/adjoint_atol: the discrete adjoint has no tolerances of its own (it "
                           "follows the forward pass's steps); leave them unset or use adjoint='interpolating'")
+    _resolvable("adjoint_rtol", artol)
     if adjoint_integrator not in ADJOINT_INTEGRATORS:
         raise ConfigError(f"adjoint_integrator: must be one of {', '.join(ADJOINT_INTEGRATORS)}, "
                           f"got {adjoint_integrator!r}")

@@ -7,6 +7,8 @@ import os
 
 DEFAULT_RTOL = 1e-6  # relative tolerance of the forward solve
 DEFAULT_ATOL = 1e-8  # absolute tolerance of the forward solve
+RTOL_MIN = 100 * 2.0**-52  # the smallest relative tolerance taken (100 eps): the error norm cannot get below it
+RTOL_MIN_TEXT = "2.23e-14"  # RTOL_MIN rounded up, for messages (2.22e-14 would be under it)
 MAX_STEPS = 20000  # attempted steps (accepted + rejected) per condition and pass before MAX_STEPS is reported
 
 SAFETY = 0.9  # multiplies the optimal step-size factor

@@ -10,9 +10,13 @@
                       ``condition, split, time, node, predicted, measured, observed`` (split is train, val,
                       test, or ``none`` for a condition in no split; measured is empty where the data has no
                       finite value; observed is 1 or 0).
-- ``metrics.json``    the metrics stored with the fit (``{"status": ...}`` only, for a fit that has not ended).
+- ``metrics.json``    the metrics stored with the fit, for the exported parameters (with ``which="final"`` the
+                      errors and recovery metrics are recomputed), ``params`` (best or final) and ``status``, the
+                      file's (``running`` while prune refits are still to come); ``{"status": ...}`` only for a fit
+                      whose first stage has not ended.
 - ``history.csv``     one row per epoch: epoch, train_loss, val_loss, lr, grad_norm, rejected, wall_s.
-- after prune and refit only (config key ``prune``): ``prune.csv``, one row per candidate, the unpruned fit
+- after prune and refit only (config key ``prune``; an export of another fit into the folder removes them):
+  ``prune.csv``, one row per candidate, the unpruned fit
   first: candidate, level, support, train_loss, val_loss, criterion, epochs, chosen (1 for the selected one;
   empty cells for values that could not be evaluated); and ``W_unpruned.csv``, the fit's own best W before
   pruning, laid out like ``W.csv``.
@@ -163,6 +167,7 @@ def _export_files(fit, which, out_dir, files):
 
         metrics.update(evaluate(ds, tuple(fit["split"]), params, X, fit["config"].get("loss", "mae")))
     metrics["params"] = which
+    metrics["status"] = fit["status"]  # (the stored metrics' status is the fit's, before any prune refits)
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
     with open(target("metrics.json"), "w", encoding="utf-8") as fh:
         json.dump(metrics, fh, indent=2, sort_keys=True, allow_nan=False, default=str)

@@ -218,7 +218,10 @@ def _existing(path):
 
 
 def is_done(fit):
-    return fit is not None and fit["status"] in DONE and fit["metrics"] is not None
+    """A row's fit needs no more work (with prune: the refits too; files of earlier versions said finished
+    before them)."""
+    return (fit is not None and fit["status"] in DONE and fit["metrics"] is not None
+            and not (fit["config"].get("prune") and fit["prune"] is None))
 
 
 def _row_summary(row, fit=None, *, status=None, action, message="", exit_code=0, numba_threads=None):

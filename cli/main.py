@@ -360,7 +360,6 @@ def main(argv=None):
     ``error: ...`` line on stderr and exit code 2, instead of click's multi-line usage block.
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    _startup_done()
     try:
         code = cli.main(args=args, prog_name="cellbox-nb", standalone_mode=False)
     except click.exceptions.UsageError as exc:
@@ -382,6 +381,8 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
+
+_startup_done()  # the command line is loaded: SIGINT is Python's again (see cli/__init__.py)
 
 if __name__ == "__main__":
     main()

@@ -269,6 +269,8 @@ def test_the_command_line_loads_without_numba():
                   "solve.__module__, loss_and_grad.__module__, SolveError.__module__, 'solve' in dir(cellbox_nb))")
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "True", "cellbox_nb.api", "cellbox_nb.api", "cellbox_nb.api", "True"]
+    sub = _python("import cellbox_nb; print(cellbox_nb.config.LOCKSTEP_MIN_N, cellbox_nb.api.solve.__name__)")
+    assert sub.stdout == "64 solve\n", sub.stderr  # submodules as attributes, as when the import loaded them all
     missing = _python("import cellbox_nb; cellbox_nb.no_such_name")
     assert missing.returncode == 1 and "AttributeError: module 'cellbox_nb' has no attribute 'no_such_name'" in \
         missing.stderr
@@ -277,16 +279,22 @@ def test_the_command_line_loads_without_numba():
 def test_ctrl_c_while_the_command_line_starts_is_one_line_and_130():
     """Between the import of the command line and main(), SIGINT ends the process at once with one line (nothing
     is written yet); main() gives SIGINT back to Python; an inherited ignored SIGINT stays ignored."""
+    dfl = dict(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    script = "import sys; sys.argv[0] = '/usr/bin/cellbox-nb'; "  # as the console script starts
     kill = "import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(0.5); print('alive')"
-    run = _python("import cellbox_nb._cli; " + kill, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    run = _python(script + "import cellbox_nb._cli; " + kill, **dfl)
     assert (run.returncode, run.stderr, run.stdout) == (130, "error: interrupted\n", "")
-    ignored = _python("import cellbox_nb._cli; " + kill,
+    ignored = _python(script + "import cellbox_nb._cli; " + kill,
                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert (ignored.returncode, ignored.stdout) == (0, "alive\n"), ignored.stderr
-    after = _python("import signal, cellbox_nb._cli as c; c._startup_done(); "
-                    "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
-                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    assert after.stdout == "True\n", after.stderr
+    # once main.py is imported, and in any process that is not the console script, SIGINT is Python's
+    check = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    for code in (script + "import cellbox_nb._cli.main; " + check, "import cellbox_nb._cli._common; " + check):
+        after = _python(code, **dfl)
+        assert after.stdout == "True\n", (code, after.stderr)
+    caught = _python("import os, signal, cellbox_nb._cli._common\ntry:\n os.kill(os.getpid(), signal.SIGINT)\n"
+                     " import time; time.sleep(0.5)\nexcept KeyboardInterrupt:\n print('caught')", **dfl)
+    assert caught.stdout == "caught\n", caught.stderr
 
 
 def test_an_output_path_that_is_a_symlink_keeps_the_link(tmp_path):
@@ -302,3 +310,25 @@ def test_an_output_path_that_is_a_symlink_keeps_the_link(tmp_path):
     assert os.path.islink(link) and os.readlink(link) == str(real)
     assert read_dataset(str(real)).U.shape[0] == 3 and first.U.shape[0] == 2
     assert sorted(os.listdir(real.parent)) == ["s.h5"]
+
+
+def test_a_discarded_stale_file_that_is_a_link_removes_the_link_only(tmp_path):
+    """FileSet.discard (an export's prune.csv of an earlier fit) removes a symbolic link itself, never the file it
+    points to (which may be outside the folder); written files go through links and keep them."""
+    from cellbox_nb.data.h5atomic import all_or_none
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "prune.csv").write_text("keep\n")
+    (shared / "W.csv").write_text("old\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(shared / "prune.csv", out / "prune.csv")
+    os.symlink(shared / "W.csv", out / "W.csv")
+    with all_or_none() as files:
+        with open(files.reserve(out / "W.csv"), "w") as fh:
+            fh.write("new\n")
+        files.discard(out / "prune.csv")
+    assert files.finals == [str(out / "W.csv")]  # as given, not the link's target
+    assert sorted(os.listdir(out)) == ["W.csv"] and os.path.islink(out / "W.csv")
+    assert (shared / "W.csv").read_text() == "new\n" and (shared / "prune.csv").read_text() == "keep\n"

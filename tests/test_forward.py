@@ -156,7 +156,7 @@ def test_blow_up_reports_failure():
     (dict(rtol=True), "rtol"),
     (dict(rtol="1e-6"), "rtol: must be a number"),  # float() would parse it; the API takes numbers only
     (dict(atol=b"1e-8"), "atol: must be a number"),
-    (dict(rtol=2.2e-14), r"rtol: 2.2e-14 is below what float64 can resolve \(use >= 2.22e-14\)"),
+    (dict(rtol=2.22e-14), r"rtol: 2.22e-14 is below what float64 can resolve \(use >= 2.23e-14\)"),
     (dict(max_steps=True), "max_steps"),
     (dict(max_steps=2**63), "max_steps"),
     (dict(full_output="yes"), "full_output"),

@@ -8,7 +8,7 @@ import pytest
 
 from cellbox_nb.data.dataset import simulate
 from cellbox_nb.data.network import load_network
-from cellbox_nb.errors import ConfigError
+from cellbox_nb.errors import ConfigError, Interrupted
 from cellbox_nb.fit.config import resolve
 from cellbox_nb.fit.prune import LEVELS, candidate_masks, criterion, n_parameters
 from cellbox_nb.fit.steady import steady_state_init
@@ -135,7 +135,7 @@ class _KilledInTheRefits(BaseException):
     pass
 
 
-@pytest.mark.parametrize("how", ["train", "older_version"])
+@pytest.mark.parametrize("how", ["train", "signal", "older_version"])
 def test_resume_after_a_kill_during_the_refits_gives_the_same_bits(li_fit, tmp_path, monkeypatch, how):
     """A kill during the refits leaves the fit's complete file with status ``running`` and ``fit_ended`` (it said
     ``finished``, so a monitor saw the unpruned W as the result and a rerun sweep skipped the row); --resume and
@@ -146,21 +146,27 @@ def test_resume_after_a_kill_during_the_refits_gives_the_same_bits(li_fit, tmp_p
 
     ds, cfg, out, res = li_fit
     killed = tmp_path / "killed.h5"
-    if how == "train":
+    if how in ("train", "signal"):  # a kill, or a stop signal (Interrupted from a refit), during the refits
+        stop = _KilledInTheRefits if how == "train" else Interrupted("stopped by SIGTERM after epoch 3")
+
         def kill(*args, **kwargs):
-            raise _KilledInTheRefits
+            raise stop
 
         with monkeypatch.context() as m:
             m.setattr(tr, "prune_and_refit", kill)
-            with pytest.raises(_KilledInTheRefits):
+            with pytest.raises(stop if isinstance(stop, type) else type(stop)) as info:
                 train(ds, cfg, killed)
+        if how == "signal":  # not the refit's epoch: the refits start again
+            assert str(info.value) == (f"stopped by SIGTERM during the prune refits; the fit itself is complete in "
+                                       f"'{killed}' and the refits are redone (continue with --resume)")
         mid = read_fit(killed)
-        assert mid["status"] == "running" and mid["fit_ended"] == res["metrics"]["status"]
-        assert not is_done(mid)
+        assert mid["status"] == ("running" if how == "train" else "interrupted")
+        assert mid["fit_ended"] == res["metrics"]["status"] and not is_done(mid)
     else:
         Trainer(ds, cfg, killed).start()  # the fit alone, as earlier versions left it
         mid = read_fit(killed)
         assert mid["status"] in ("finished", "early_stopped") and mid["fit_ended"] is None
+        assert not is_done(mid)  # a rerun sweep does its refits too
     assert mid["prune"] is None
     again = train(ds, cfg, killed, resume=True)
     assert again["status"] == res["status"] and again["fit_ended"] is None and is_done(again)

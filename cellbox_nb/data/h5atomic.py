@@ -51,19 +51,22 @@ class FileSet:
     (:meth:`reserve`), all renamed into place by :func:`all_or_none` only once every one is complete."""
 
     def __init__(self):
-        self.finals, self.temps, self.stale = [], [], []
+        self.finals, self.targets, self.temps, self.stale = [], [], [], []  # finals: as given; targets: links followed
 
     def discard(self, path):
         """Remove ``path`` (if it is there) when the others are renamed into place: a file an earlier version of
-        the set had and this one has not."""
-        self.stale.append(resolve_link(path))
+        the set had and this one has not.  A symbolic link is removed itself, not the file it points to."""
+        self.stale.append(os.fspath(path))
 
     def reserve(self, path):
         """The temporary path to write ``path``'s content to.  A symbolic link is followed: its target is
         replaced and the link kept, as a plain ``open(path, "w")`` would do."""
-        path = resolve_link(path)
-        self.finals.append(path)
-        self.temps.append(temp_beside(path))
+        self.finals.append(os.fspath(path))
+        self.targets.append(resolve_link(path))
+        try:
+            self.temps.append(temp_beside(self.targets[-1]))
+        except OSError as exc:  # named as the caller gave it
+            raise OSError(exc.errno, exc.strerror, self.finals[-1]) from None
         return self.temps[-1]
 
 
@@ -86,10 +89,10 @@ def all_or_none():
         for final in files.finals:
             if os.path.isdir(final):
                 raise ConfigError(f"cannot write '{final}': it is a folder")
-        for tmp, final in zip(files.temps, files.finals):
-            os.replace(tmp, final)
+        for tmp, target in zip(files.temps, files.targets):
+            os.replace(tmp, target)
         for stale in files.stale:
-            if os.path.isfile(stale):
+            if os.path.islink(stale) or os.path.isfile(stale):
                 os.remove(stale)
     except OSError as exc:  # a temporary could not be written or renamed: name the file it was for
         where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else \
@@ -141,8 +144,9 @@ def writer_lock(path):
         return
     from ..errors import ConfigError
 
-    path = resolve_link(path)  # a link and its target are one file: one lock
-    lock_path = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
+    path = os.fspath(path)  # (named as given in messages)
+    target = resolve_link(path)  # a link and its target are one file: one lock
+    lock_path = os.path.join(os.path.dirname(os.path.abspath(target)), f".{os.path.basename(target)}.lock")
     while True:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _creation_mode())

@@ -8,11 +8,10 @@ import difflib
 import json
 import math
 import os
-import sys
 
+from ..config import RTOL_MIN, RTOL_MIN_TEXT
 from ..errors import ConfigError
 
-EPS = sys.float_info.epsilon
 
 # key: (default, kind, description)
 SCHEMA = {
@@ -207,9 +206,9 @@ def resolve(*layers):
                 raise ConfigError(f"unknown config key '{key}'{_closest(str(key))}")
             cfg[key] = _coerce(key, value)
     for key in ("rtol", "adjoint_rtol"):  # (checked here, before a results file is written, and by the solver)
-        if cfg[key] is not None and cfg[key] < 100 * EPS:
+        if cfg[key] is not None and cfg[key] < RTOL_MIN:
             raise ConfigError(f"config key '{key}': {cfg[key]} is below what float64 can resolve (use >= "
-                              f"{100 * EPS:.3g})")
+                              f"{RTOL_MIN_TEXT})")
     for key in ("rtol", "adjoint_rtol"):  # (the API takes rtol >= 1 for a fixed mesh from h0; training does not)
         if cfg[key] is not None and cfg[key] >= 1:
             raise ConfigError(f"config key '{key}': must be below 1 (a relative tolerance), got {cfg[key]}")

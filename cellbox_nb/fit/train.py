@@ -230,8 +230,8 @@ class Trainer:
                 diff = sorted(k for k in current if stored.get(k) != current[k])
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
                                   f"{', '.join(diff) or 'unknown'}); give the original run's options again")
-            if saved["status"] == "running" and saved["fit_ended"] in FINAL_STATUSES:  # killed in its refits
-                saved["status"] = saved["fit_ended"]
+            if saved["status"] in ("running", "interrupted") and saved["fit_ended"] in FINAL_STATUSES:
+                saved["status"] = saved["fit_ended"]  # killed or stopped in its refits: the fit itself has ended
             if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
                 saved["already_ended"] = True
                 return saved
@@ -487,7 +487,26 @@ def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested
             res["status"] = res["fit_ended"]
         if not cfg["prune"] or res["status"] not in FINAL_STATUSES or res.get("prune") is not None:
             return res
-        return _prune(trainer, res, stop_requested, parallel)
+        try:
+            return _prune(trainer, res, stop_requested, parallel)
+        except Interrupted as exc:  # a stop signal during the refits: the file says so (it would read running)
+            if trainer._writes:
+                _rewrite(trainer.out, status="interrupted")
+            by = str(exc).split(" after ")[0]  # "stopped by SIGTERM" (the rest is the refit's own epoch)
+            raise Interrupted(f"{by} during the prune refits; the fit itself is complete in '{trainer.out}' and the "
+                              f"refits are redone {RESUME_HINT}") from None
+
+
+def _rewrite(path, **changes):
+    """Rewrite the results file ``path`` with its contents and ``changes`` (write_fit's keywords)."""
+    saved = read_fit(path, with_checkpoint=True)
+    args = dict(status=saved["status"], config=saved["config"], dataset=saved["dataset"], split=saved["split"],
+                history=_history_rows(saved["history"]), final=saved["final"], best=saved["best"],
+                best_epoch=saved["best_epoch"], checkpoint=saved["checkpoint"], predictions=saved["predictions"],
+                metrics=saved["metrics"], created=saved["created"] or None, prune=saved["prune"],
+                fit_ended=saved["fit_ended"])
+    args.update(changes)
+    write_fit(path, **args)
 
 
 def _prune(trainer, res, stop_requested, parallel):
@@ -525,9 +544,6 @@ def _prune(trainer, res, stop_requested, parallel):
     if not trainer._writes:
         return {"status": res["status"], "metrics": metrics, "final": best, "best": best,
                 "best_epoch": res["best_epoch"], "prune": path}
-    saved = read_fit(trainer.out, with_checkpoint=True)
-    write_fit(trainer.out, status=res["status"], config=cfg, dataset=saved["dataset"], split=saved["split"],
-              history=_history_rows(saved["history"]), final=best, best=best, best_epoch=saved["best_epoch"],
-              checkpoint=saved["checkpoint"], predictions=X, metrics=metrics, created=saved["created"] or None,
-              prune=path)
+    _rewrite(trainer.out, status=res["status"], config=cfg, final=best, best=best, predictions=X, metrics=metrics,
+             prune=path, fit_ended=None)
     return read_fit(trainer.out)
