@@ -28,6 +28,7 @@ import html
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -494,3 +495,8 @@ def _report_files(fit, fit_path, out_dir, chosen, matplotlib, Figure, Canvas, fi
                        ("index.html", _html(fit_path, fit, figures, note))):
         with open(reserve(name), "w", encoding="utf-8") as fh:
             fh.write(text)
+    # figures an earlier report in this folder drew and this one does not (other conditions, no true W): gone,
+    # so the folder holds one report
+    for name in sorted(os.listdir(out_dir)):
+        if (re.fullmatch(r"trajectory_\d{4,}\.png", name) or name == "edges_roc_pr.png") and name not in figures:
+            files.discard(os.path.join(out_dir, name))

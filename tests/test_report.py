@@ -100,6 +100,12 @@ def test_report_chosen_conditions_and_names(fit_path, fit, tmp_path):
     names = fit["dataset"].conditions
     files = make_report(fit_path, tmp_path, conditions=[0, names[5], 2])
     check_report_folder(str(tmp_path), files, expected_figures(fit, [0, 5, 2]))
+    # a second report into the folder with other conditions: the first one's trajectories go (they stayed beside
+    # the new pages, which do not show them); a file of the user's stays
+    (tmp_path / "notes.txt").write_text("mine\n")
+    files = make_report(fit_path, tmp_path, conditions=[1])
+    check_report_folder(str(tmp_path), files, expected_figures(fit, [1]))
+    assert sorted(os.listdir(tmp_path)) == sorted(list(files) + ["notes.txt"])
 
 
 @pytest.mark.parametrize("bad", [[12], [-1], ["no-such-condition"], []])

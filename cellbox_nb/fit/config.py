@@ -205,6 +205,9 @@ def resolve(*layers):
             if key not in SCHEMA:
                 raise ConfigError(f"unknown config key '{key}'{_closest(str(key))}")
             cfg[key] = _coerce(key, value)
+    if cfg["adjoint"] == "discrete" and cfg["adjoint_rtol"] is not None:
+        raise ConfigError("config key 'adjoint_rtol': the discrete adjoint has no tolerance of its own (leave it "
+                          "unset or use adjoint: interpolating)")
     for key in ("rtol", "adjoint_rtol"):  # (checked here, before a results file is written, and by the solver)
         if cfg[key] is not None and cfg[key] < RTOL_MIN:
             raise ConfigError(f"config key '{key}': {cfg[key]} is below what float64 can resolve (use >= "
@@ -216,9 +219,6 @@ def resolve(*layers):
         raise ConfigError("config keys 'val_frac' + 'test_frac' must leave conditions for training (sum < 1)")
     if cfg["adjoint"] == "discrete" and cfg["backend"] == "cuda":
         raise ConfigError("config key 'adjoint': 'discrete' is available on the cpu backend only")
-    if cfg["adjoint"] == "discrete" and cfg["adjoint_rtol"] is not None:
-        raise ConfigError("config key 'adjoint_rtol': the discrete adjoint has no tolerance of its own (leave it "
-                          "unset or use adjoint: interpolating)")
     if cfg["adjoint_integrator"] != "auto" and cfg["adjoint"] == "discrete":
         raise ConfigError("config key 'adjoint_integrator': the discrete adjoint follows the forward pass's Tsit5 "
                           "steps (leave it at auto or use adjoint: interpolating)")
