@@ -360,6 +360,12 @@ def main(argv=None):
     ``error: ...`` line on stderr and exit code 2, instead of click's multi-line usage block.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    import warnings
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):  # not Python's two lines
+        click.echo(f"warning: {one_line(str(message))}", err=True)
+
+    warnings.showwarning = one_line_warning
     try:
         code = cli.main(args=args, prog_name="cellbox-nb", standalone_mode=False)
     except click.exceptions.UsageError as exc:

@@ -332,3 +332,12 @@ def test_a_discarded_stale_file_that_is_a_link_removes_the_link_only(tmp_path):
     assert files.finals == [str(out / "W.csv")]  # as given, not the link's target
     assert sorted(os.listdir(out)) == ["W.csv"] and os.path.islink(out / "W.csv")
     assert (shared / "W.csv").read_text() == "new\n" and (shared / "prune.csv").read_text() == "keep\n"
+
+
+def test_warnings_on_the_command_line_are_one_line():
+    """A Python warning raised by a command is one `warning: ...` line on stderr (Python's default shows the
+    source file, line and code: two lines, e.g. matplotlib's from report.py)."""
+    code = ("import warnings\nfrom cellbox_nb._cli.main import cli, main\n@cli.command('warnme')\ndef warnme():\n"
+            "    warnings.warn('first\\nsecond', RuntimeWarning)\nmain(['warnme'])")
+    run = _python(code)
+    assert run.returncode == 0 and run.stderr.splitlines() == ["warning: first second"], run.stderr

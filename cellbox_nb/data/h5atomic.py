@@ -10,6 +10,7 @@ import glob
 import io
 import os
 import tempfile
+import warnings
 
 
 def _creation_mode():
@@ -91,9 +92,13 @@ def all_or_none():
                 raise ConfigError(f"cannot write '{final}': it is a folder")
         for tmp, target in zip(files.temps, files.targets):
             os.replace(tmp, target)
-        for stale in files.stale:
+        for stale in files.stale:  # (the new files are in place: a file that cannot go is a warning, not an error)
             if os.path.islink(stale) or os.path.isfile(stale):
-                os.remove(stale)
+                try:
+                    os.remove(stale)
+                except OSError as exc:
+                    warnings.warn(f"could not remove '{stale}' of an earlier version ({exc.strerror}); it does not "
+                                  f"belong to the files just written", RuntimeWarning, stacklevel=3)
     except OSError as exc:  # a temporary could not be written or renamed: name the file it was for
         where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else \
             (files.finals[-1] if files.finals else None)
