@@ -37,9 +37,14 @@ class NumericalError(CellboxError, RuntimeError):
 
 
 class Interrupted(CellboxError):
-    """The run stopped on a signal after writing a checkpoint; ``--resume`` continues it."""
+    """The run stopped on a signal after writing a checkpoint; ``--resume`` continues it.  ``signal``: the
+    signal's name (SIGTERM, ...) when one is known."""
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message, signal=None):
+        super().__init__(message)
+        self.signal = signal
 
 
 def describe(exc):

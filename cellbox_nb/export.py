@@ -161,7 +161,7 @@ def _export_files(fit, which, out_dir, files):
     _write_rows(target("predictions.csv"),
                 ["condition", "split", "time", "node", "predicted", "measured", "observed"], prediction_rows())
 
-    metrics = dict(fit["metrics"]) if fit["metrics"] is not None else {"status": fit["status"]}
+    metrics = dict(fit["metrics"] or {})
     if which == "final" and fit["metrics"] is not None:  # the stored metrics are the best parameters': recompute
         from .fit.train import evaluate  # those that depend on the parameters for the final ones
 

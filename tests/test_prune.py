@@ -147,7 +147,8 @@ def test_resume_after_a_kill_during_the_refits_gives_the_same_bits(li_fit, tmp_p
     ds, cfg, out, res = li_fit
     killed = tmp_path / "killed.h5"
     if how in ("train", "signal"):  # a kill, or a stop signal (Interrupted from a refit), during the refits
-        stop = _KilledInTheRefits if how == "train" else Interrupted("stopped by SIGTERM after epoch 3")
+        stop = _KilledInTheRefits if how == "train" else Interrupted("stopped by SIGTERM after epoch 3; ...",
+                                                                      signal="SIGTERM")
 
         def kill(*args, **kwargs):
             raise stop

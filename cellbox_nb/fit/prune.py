@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError, Interrupted, NumericalError
+from ..errors import ConfigError, NumericalError
 from .config import resolve
 
 # thresholds, as fractions of the largest free |W_ij| of the fit (candidates with equal supports are refitted once)
@@ -114,9 +114,6 @@ def prune_and_refit(make_trainer, ds, cfg, split, free, stage1, loss_of):
             res = make_trainer(refit_cfg, init, mask).start()
         except NumericalError:
             continue  # this support cannot be fitted (the solver failed repeatedly): not a candidate
-        except Interrupted as exc:
-            raise Interrupted(f"{exc.args[0].split(';')[0]} during the prune refits; the results file keeps the "
-                              f"fit, and --resume redoes the refits") from None
         best = res["best"]
         rows.append((level, mask, best, loss_of(best, train), loss_of(best, val), int(res["metrics"]["epochs"])))
     crit = [criterion(sel, kind, r[3], r[4], n_obs, n_parameters(r[1], n, cfg)) for r in rows]

@@ -230,8 +230,7 @@ class Trainer:
                 diff = sorted(k for k in current if stored.get(k) != current[k])
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
                                   f"{', '.join(diff) or 'unknown'}); give the original run's options again")
-            if saved["status"] in ("running", "interrupted") and saved["fit_ended"] in FINAL_STATUSES:
-                saved["status"] = saved["fit_ended"]  # killed or stopped in its refits: the fit itself has ended
+            saved["status"] = fit_status(saved)
             if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
                 saved["already_ended"] = True
                 return saved
@@ -348,7 +347,7 @@ class Trainer:
             if signame:
                 self._write("interrupted")
                 raise Interrupted(f"stopped by {signame} after epoch {st.epoch}; checkpoint written to "
-                                  f"'{self.out}' {RESUME_HINT}")
+                                  f"'{self.out}' {RESUME_HINT}", signal=signame)
             due = cfg["checkpoint_every"] and st.epoch % cfg["checkpoint_every"] == 0
             if due or time.perf_counter() - self._last_ckpt >= max(cfg["checkpoint_seconds"], self._ckpt_gap):
                 self._write("running")
@@ -483,8 +482,7 @@ def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested
         if new_file and os.path.exists(out_path):  # (checked again under the lock: another run may have made it)
             raise ConfigError(f"output file '{os.fspath(out_path)}' exists; pass --overwrite to replace it")
         res = trainer.start(resume=resume, check_data=check_data)
-        if res["status"] == "running" and res.get("fit_ended") in FINAL_STATUSES:  # as written for the refits
-            res["status"] = res["fit_ended"]
+        res["status"] = fit_status(res)
         if not cfg["prune"] or res["status"] not in FINAL_STATUSES or res.get("prune") is not None:
             return res
         try:
@@ -492,9 +490,18 @@ def train(dataset, cfg, out_path, *, resume=False, progress=None, stop_requested
         except Interrupted as exc:  # a stop signal during the refits: the file says so (it would read running)
             if trainer._writes:
                 _rewrite(trainer.out, status="interrupted")
-            by = str(exc).split(" after ")[0]  # "stopped by SIGTERM" (the rest is the refit's own epoch)
-            raise Interrupted(f"{by} during the prune refits; the fit itself is complete in '{trainer.out}' and the "
-                              f"refits are redone {RESUME_HINT}") from None
+            # (the refit's own message names its epoch and a checkpoint it did not write: the refits start again)
+            raise Interrupted(f"stopped by {exc.signal or 'a signal'} during the prune refits; the fit itself is "
+                              f"complete in '{trainer.out}' and the refits are redone {RESUME_HINT}",
+                              signal=exc.signal) from None
+
+
+def fit_status(fit):
+    """The status of the fit a results file (read_fit) holds: the file's, or how the fit ended where it was
+    written with its prune refits still to run (status running or interrupted, root attribute fit_ended)."""
+    if fit["status"] in ("running", "interrupted") and fit.get("fit_ended") in FINAL_STATUSES:
+        return fit["fit_ended"]
+    return fit["status"]
 
 
 def _rewrite(path, **changes):
