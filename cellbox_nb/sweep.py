@@ -230,6 +230,8 @@ def _row_summary(row, fit=None, *, status=None, action, message="", exit_code=0,
     status = status or (fit["status"] if fit is not None else "pending")
     if not exit_code and status not in OK:  # what `cellbox-nb train` would have exited with
         exit_code = NumericalError.exit_code if status == "numerical_failure" else EXIT_INTERRUPTED
+    if numba_threads is None and fit is not None:  # a fit not run now: the threads of the process that wrote it
+        numba_threads = fit.get("numba_threads")
     out.update({"status": status, "action": action, "attempts": 1, "message": message, "exit_code": exit_code,
                 "numba_threads": numba_threads})
     varied = row.get("vars", {})

@@ -182,6 +182,9 @@ def test_task_index_reproduces_the_sweep_row(swept, tmp_path):
     assert res.returncode == 75, res.stderr  # rows 0 and 3 have not run here: resumable, not an error of theirs
     assert json.loads(res.stdout)["status"] == {"finished": 2, "pending": 2}
     assert "2 of 4 fit(s) did not end ok: rows 0 (pending), 3 (pending)" in res.stderr
+    # the threads each fit ran with come from its results file (row 1's task ran with SLURM_CPUS_PER_TASK=1)
+    collected = json.loads((out / "summary.json").read_text())["rows"]
+    assert [r["numba_threads"] for r in collected] == [None, 1, summary["numba_threads"], None]
 
 
 def test_failed_fits_are_reported_and_retried(tmp_path):

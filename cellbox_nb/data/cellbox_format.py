@@ -32,7 +32,7 @@ a nonzero perturbation outside the activity nodes is refused (a wrong count woul
 Checks. Every problem is one line of :class:`~cellbox_nb.errors.InputDataError` naming the file, and the row and
 column (1-based, as in a spreadsheet) where there is one: a missing or empty file, a blank line between rows,
 a row with the wrong number of columns, a cell that is not a number, NaN or Inf, pert and expr of different
-shapes, a node index of the wrong length or with a repeated name, condition labels of the wrong number or
+shapes, a node index of the wrong length, with a repeated name or with a second column, condition labels of the wrong number or
 repeated. Identical perturbation rows whose responses differ (SK-MEL-133: conditions 34 and 41, 0-based, P6|20
 and P6|40) raise a :class:`CellboxDataWarning`, not an error: both rows are kept.
 """
@@ -124,19 +124,25 @@ def read_table(path: str, label: str | None = None) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def read_names(path: str, label: str | None = None, *, first_field: bool = False) -> list[str]:
-    """Read one name per line (the first whitespace-separated field with ``first_field``); no repeats.
+def read_names(path: str, label: str | None = None, *, first_field: bool = False,
+               comma_ok: bool = True) -> list[str]:
+    """Read one name per line (the first whitespace-separated field with ``first_field``); no repeats.  With
+    ``comma_ok=False`` (node names) a line with a comma is refused: it is a table with more than one column (an
+    index written beside the names, say), and which column holds the names would be a guess.
 
     Raises
     ------
     InputDataError
-        Missing or empty file, blank line, or a repeated name (both rows named, 1-based).
+        Missing or empty file, blank line, a repeated name (both rows named, 1-based), a comma where none may be.
     """
     label = label or os.path.basename(path)
     lines = _read_lines(path, label)
     names = [ln.split()[0] if first_field else ln.strip() for ln in lines]
     seen = {}
     for r, name in enumerate(names, 1):
+        if not comma_ok and "," in name:
+            raise InputDataError(f"{label} row {r}: {name!r} has a comma; the file holds one node name per line "
+                                 f"and no other columns")
         if name in seen:
             raise InputDataError(f"{label} row {r} repeats the name {name!r} of row {seen[name]}")
         seen[name] = r
@@ -262,7 +268,7 @@ def read_cellbox(folder, *, pert: str = "pert.csv", expr: str = "expr.csv", node
         raise ConfigError("give both n_protein_nodes and n_phenotype_nodes, or neither")
     path = lambda fname: os.path.join(folder, fname)  # noqa: E731
     P = read_table(path(pert), pert)
-    names = read_names(path(node_index), node_index)
+    names = read_names(path(node_index), node_index, comma_ok=False)
     M, n = P.shape
     if len(names) != n:
         raise InputDataError(f"{node_index} has {len(names)} names but {pert} has {n} columns")

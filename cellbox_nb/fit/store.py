@@ -4,7 +4,8 @@ Layout (format_version 1)
 -------------------------
 Root attributes: ``kind = "cellbox-nb fit"``, ``format_version = 1``, ``status`` (running, finished,
 early_stopped, interrupted, numerical_failure), ``cellbox_nb_version``, ``created``, ``updated``; while the prune
-refits run after a fit that ended, ``status`` is ``running`` and ``fit_ended`` says how the fit ended.
+refits run after a fit that ended, ``status`` is ``running`` and ``fit_ended`` says how the fit ended;
+``numba_threads``, the Numba threads of the process that wrote the file (a sweep's ``--collect`` reports it).
 
 - ``config``              JSON string: the resolved training configuration.
 - ``data/``               the inputs, in the dataset layout of cellbox_nb.data.dataset (U, t, Y, mask, nodes,
@@ -33,6 +34,7 @@ shared between writers; a second process may open it read-only at any time (it s
 """
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -60,6 +62,9 @@ def write_fit(path, *, status, config, dataset, split, history, final, best, bes
         if fit_ended is not None:
             f.attrs["fit_ended"] = fit_ended
         f.attrs["cellbox_nb_version"] = __version__
+        numba = sys.modules.get("numba")  # (a file written without solving anything has no thread count)
+        if numba is not None:
+            f.attrs["numba_threads"] = np.int64(numba.get_num_threads())
         f.attrs["created"] = created or time.strftime("%Y-%m-%dT%H:%M:%S")
         f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         f.create_dataset("config", data=json.dumps(config, sort_keys=True))
@@ -140,6 +145,8 @@ def read_fit(path, *, with_checkpoint=False):
             out["predictions"] = f["predictions/X"][()] if "predictions" in f else None
             out["metrics"] = json.loads(f["metrics"][()]) if "metrics" in f else None
             out["created"] = str(f.attrs.get("created", ""))
+            threads = f.attrs.get("numba_threads")
+            out["numba_threads"] = int(threads) if threads is not None else None
             ended = f.attrs.get("fit_ended")
             out["fit_ended"] = str(ended) if ended is not None else None
             out["prune"] = None
