@@ -192,6 +192,8 @@ def _check_fit_shapes(out, fail):
             arr = np.asarray(out[which][key])
             if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
                 fail(f"params/{which}/{key} has shape {arr.shape} and dtype {arr.dtype}, expected {shape} floats")
+            if not np.all(np.isfinite(arr)):  # (training never stores one: a non-finite step is rejected)
+                fail(f"params/{which}/{key} holds NaN or Inf")
     seen = np.zeros(M, dtype=bool)
     for name, idx in zip(("train", "val", "test"), out["split"]):
         idx = np.asarray(idx)

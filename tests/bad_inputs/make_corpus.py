@@ -181,6 +181,7 @@ def main():
     write_fit_file("fit_split_out_of_range.h5", lambda f: (f.__delitem__("split/test"),
                                                            f.create_dataset("split/test", data=np.array([999]))))
     write_fit_file("fit_metrics_not_mapping.h5", lambda f: f.create_dataset("metrics", data="[1, 2]"))
+    write_fit_file("fit_W_nan.h5", lambda f: f["params/final/W"].__setitem__((0, 1), np.nan))
     sizes = {name: os.path.getsize(os.path.join(OUT, name)) for name in sorted(os.listdir(OUT))}
     json.dump(sizes, sys.stdout, indent=1)
     print(f"\n{len(sizes)} files, {sum(sizes.values())} bytes")
