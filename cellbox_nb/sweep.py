@@ -47,8 +47,10 @@ import time
 import warnings
 
 from .data.h5atomic import write_bytes_atomically
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, Interrupted, NumericalError
-from .fit.config import DEFAULTS, LATE_KEYS, load_config_file, resolve
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, InputDataError, Interrupted,
+                     NumericalError, describe)
+from .fit.config import DEFAULTS, LATE_KEYS, config_differences, load_config_file, resolve
+from .data.h5atomic import is_being_written
 from .fit.store import read_fit
 from .fit.threads import cores_available, limit_threads
 
@@ -123,7 +125,18 @@ def _row(index, cfg, data):
     key = json.dumps({"config": hashed, "data": data}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return {"index": index, "id": f"{index:04d}-{digest}", "file": f"fit-{index:04d}-{digest}.h5",
-            "config": cfg, "data": data}
+            "config": cfg, "data": data, "source": _source(data)}
+
+
+def _source(data):
+    """Where a row's data are read from: a path as given made absolute here, where the spec is read, so a worker
+    of a cluster started in another folder reads the same file (a built-in name stays a name).  The row's file
+    name hashes the path as given."""
+    from .data.load import BUILTIN_DATASETS
+
+    if data is None or data in BUILTIN_DATASETS or not os.path.exists(data):
+        return data
+    return os.path.abspath(data)
 
 
 def _mark_varying(rows):
@@ -158,9 +171,20 @@ def check_rows(rows, where="sweep spec"):
     data_keys = ("tfinal",) + ("network", "conditions", "times", "noise", "max_targets", "data_seed")
     split_keys = ("partition", "drug", "n_val", "n_test", "val_frac", "test_frac", "split_seed", "cellbox_masks",
                   "no_self_loops", "n_protein_nodes", "n_phenotype_nodes")
+    from .api import _backend
+
     seen, messages, loaded = set(), [], {}
+    first = {}
+    for row in rows:  # the same fit twice gives the same bits twice
+        same = first.setdefault(row["id"].split("-", 1)[1], row["index"])
+        if same != row["index"]:
+            messages.append(f"row {row['index']} is the same fit as row {same} (same config and data)")
     for row in rows:
-        cfg, data = row["config"], row["data"]
+        cfg, data = row["config"], row["source"]
+        try:
+            _backend(cfg["backend"])  # a cuda row without a usable GPU
+        except CellboxError as exc:
+            raise type(exc)(f"{where}: row {row['index']}: {exc}") from None
         source = json.dumps([data, cfg["tfinal"]] if data is not None else [cfg[k] for k in data_keys])
         key = (source, json.dumps([cfg[k] for k in split_keys]))
         if key in seen:
@@ -185,18 +209,34 @@ def check_rows(rows, where="sweep spec"):
 
 
 # -- threads ---------------------------------------------------------------------------------------------------
-def thread_budget(workers=None, threads=None, cores=None):
-    """``(workers, threads)`` with workers x threads x 1 BLAS thread <= cores (ConfigError if asked for more)."""
+def thread_budget(workers=None, threads=None, cores=None, fits=None):
+    """``(workers, threads)`` with workers x threads x 1 BLAS thread <= cores (ConfigError if asked for more);
+    by default as many workers as fit in the cores, at most ``fits`` (one worker per fit is enough)."""
     cores = cores_available() if cores is None else cores
     threads = 1 if threads is None else threads
     if threads > cores:
         raise ConfigError(f"--threads {threads} exceeds the {cores} core(s) available (SLURM_CPUS_PER_TASK or the "
                           f"CPU affinity mask)")
-    workers = max(1, cores // threads) if workers is None else workers
+    workers = max(1, min(cores // threads, fits or cores)) if workers is None else workers
     if workers * threads > cores:
         raise ConfigError(f"--workers {workers} x --threads {threads} = {workers * threads} threads exceed the "
                           f"{cores} core(s) available (SLURM_CPUS_PER_TASK or the CPU affinity mask)")
     return workers, threads
+
+
+def make_out_folder(out_dir):
+    """Create the output folder if needed and check that files can be written in it (the temporary a results
+    file is written under), before any fit starts: an OSError naming the folder otherwise (exit code 2)."""
+    from .data.h5atomic import temp_beside
+
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), out_dir) from None
+    try:
+        os.remove(temp_beside(os.path.join(out_dir, SUMMARY_JSON)))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), out_dir) from None
 
 
 def worker_env(threads):
@@ -209,12 +249,18 @@ def worker_env(threads):
 # -- one row ---------------------------------------------------------------------------------------------------
 def _existing(path):
     """The results file at ``path`` (read_fit dict), or None when missing or unreadable."""
+    return _read_existing(path)[0]
+
+
+def _read_existing(path):
+    """``(fit, problem)``: the results file at ``path`` (read_fit dict) or None, and why it could not be read
+    (None when it is missing or was read)."""
     if not os.path.exists(path):
-        return None
+        return None, None
     try:
-        return read_fit(path)
-    except CellboxError:
-        return None
+        return read_fit(path), None
+    except CellboxError as exc:
+        return None, " ".join(str(exc).split())
 
 
 def is_done(fit):
@@ -250,19 +296,26 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
     from .fit.train import RESUME_HINT, train
 
     path = os.path.join(out_dir, row["file"])
-    fit = _existing(path)
+    fit, unreadable = _read_existing(path)
+    cfg, source = row["config"], row.get("source", row["data"])
     if is_done(fit):
-        return _row_summary(row, fit, action="skipped")
+        return _skipped(row, fit)
     limit_threads(threads)
-    cfg = row["config"]
-    resume = fit is not None and fit["config"] == json.loads(json.dumps(cfg))
+    resume = fit is not None and not config_differences(fit["config"], cfg)
     done = {"action": "resumed" if resume else "ran", "numba_threads": numba.get_num_threads()}
+    replaced = f"an unreadable results file was replaced ({unreadable})" if unreadable else ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the driver reported the data readers' warnings once
-            ds = dataset_for(cfg, row["data"])
-        return _row_summary(row, train(ds, cfg, path, resume=resume, stop_requested=stop_requested,
-                                       check_data=resume and row["data"] is not None), **done)
+            ds = dataset_for(cfg, source)
+        res = train(ds, cfg, path, resume=resume, stop_requested=stop_requested,
+                    check_data=resume and source is not None)
+        failed = (res.get("metrics") or {}).get("failed_predictions")
+        notes = [replaced] if replaced else []
+        if failed:  # (what `cellbox-nb train` warns of)
+            notes.append(f"with the fitted parameters the solve failed on {failed} of {ds.M} conditions (their "
+                         f"predictions are NaN); the metrics leave them out")
+        return _row_summary(row, res, message="; ".join(notes), **done)
     except NumericalError as exc:
         fit = _existing(path)
         if fit is not None and fit["status"] == "numerical_failure":
@@ -271,18 +324,47 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
     except Interrupted as exc:  # (a sweep row continues when the sweep runs again, not with train --resume)
         message = str(exc).replace(RESUME_HINT, "(run the same sweep again to continue)")
         return _row_summary(row, status="interrupted", message=message, exit_code=EXIT_INTERRUPTED, **done)
-    except CellboxError as exc:
-        return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code, **done)
-    except Exception as exc:  # anything else is reported in the summary, not lost in a worker's log
-        return _row_summary(row, status="failed", message=f"internal error: {type(exc).__name__}: {exc}",
-                            exit_code=EXIT_INTERNAL, **done)
+    except Exception as exc:  # reported in the summary as the command line words it, not lost in a worker's log
+        code, text, _ = describe(exc)
+        return _row_summary(row, status="failed", message=text, exit_code=code, **done)
+
+
+def _skipped(row, fit):
+    """The summary of a row whose fit is done (is_done): skipped, or failed when the row reads a data file that
+    no longer holds the fit's data (the file name hashes the path as given, not the file)."""
+    source = row.get("source", row["data"])
+    if source is not None:
+        from .data.dataset import data_digest
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = data_digest(dataset_for(row["config"], source)) == data_digest(fit["dataset"])
+        except CellboxError as exc:
+            return _row_summary(row, status="failed", action="skipped", message=str(exc), exit_code=exc.exit_code)
+        if not same:
+            return _row_summary(row, status="failed", action="skipped", exit_code=ConfigError.exit_code,
+                                message=f"'{row['file']}' holds a finished fit on other data than '{row['data']}' "
+                                        f"holds now (the data changed, or a sweep run in another folder wrote this "
+                                        f"one); remove the file to fit again, or write to another folder")
+    return _row_summary(row, fit, action="skipped")
 
 
 def collect(rows, out_dir):
     """Summaries of every row from the results files present (status pending where there is none)."""
     out = []
     for row in rows:
-        fit = _existing(os.path.join(out_dir, row["file"]))
+        path = os.path.join(out_dir, row["file"])
+        fit, unreadable = _read_existing(path)
+        if unreadable:  # (a rerun of the sweep fits the row again)
+            out.append(_row_summary(row, status="failed", action="collected", exit_code=InputDataError.exit_code,
+                                    message=f"{unreadable}; run the sweep again to redo the row"))
+            continue
+        if fit is not None and fit["status"] == "running" and not is_being_written(path):
+            out.append(_row_summary(row, fit, status="interrupted", action="collected",
+                                    message="no process is writing it (a fit killed after its last checkpoint, or "
+                                            "its node lost); run the sweep again to resume it"))
+            continue
         status = None if fit is not None else "pending"
         out.append(_row_summary(row, fit, status=status, action="collected"))
     return out
@@ -328,13 +410,13 @@ def run_sweep(rows, out_dir, *, scheduler=None, workers=None, threads=1, retries
     ``on_result(summary, n_finished, n_total)`` is called as rows complete.
     """
     created = not os.path.isdir(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    make_out_folder(out_dir)
     results = {}
     todo = []
     for row in rows:
         fit = _existing(os.path.join(out_dir, row["file"]))
         if is_done(fit):
-            results[row["index"]] = _row_summary(row, fit, action="skipped")
+            results[row["index"]] = _skipped(row, fit)
             if on_result:
                 on_result(results[row["index"]], len(results), len(rows))
         else:
@@ -383,15 +465,27 @@ def _client(scheduler, workers, threads):
     # The workers start with SIGINT ignored (a disposition a child keeps): a Ctrl-C at the terminal reaches the
     # whole process group, and workers that died of it left their fits without a checkpoint, the parent waiting
     # out its grace period and a summary saying "not run"; the parent's own handler stops the sweep instead.
+    # A worker the nanny restarts later (after a crash) is started by this process with its own handler back in
+    # place, so every worker also ignores SIGINT itself when it starts (the preload below).
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try:
+        # (no dashboard; the scheduler's HTTP server still starts, on a free port: with None it asked for 8787
+        # and warned when another program had it)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR, env=worker_env(threads))
+                               dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                               silence_logs=logging.ERROR, env=worker_env(threads), preload=[__name__])
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
     return Client(cluster), cluster
+
+
+def dask_setup(worker=None):
+    """Dask's preload hook, run in each LocalCluster worker process's main thread as it starts: ignore SIGINT
+    (the sweep's own process turns Ctrl-C into a stop with checkpoints; see _client)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _dask_loop(todo, out_dir, results, total, *, scheduler, workers, threads, retries, stop_requested, on_result,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
@@ -37,9 +38,9 @@ def _fail_row(summary):
               help="Numba threads per fit [default: 1 on Dask workers; the cores given with --task-index].")
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
               help="Run a fit that failed with an error (not a numerical failure) again up to N times.")
-@click.option("--task-index", type=click.IntRange(min=0), default=None, envvar="SLURM_ARRAY_TASK_ID",
-              show_envvar=True, metavar="I",
-              help="Run only row I of the spec, in this process, without Dask (SLURM job arrays).")
+@click.option("--task-index", type=click.IntRange(min=0), default=None, metavar="I",
+              help="Run only row I of the spec, in this process, without Dask (SLURM job arrays) "
+                   "[default: $SLURM_ARRAY_TASK_ID when set, except with --collect and --dry-run].")
 @click.option("--collect", is_flag=True, help="Run nothing; write the summary from the results files present.")
 @click.option("--dry-run", is_flag=True, help="Check the spec and its data, list the rows, run nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-fit progress lines on stderr.")
@@ -53,13 +54,19 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
     A rerun skips the fits that are done and resumes unfinished ones from their checkpoint. Threads:
     workers x Numba threads x BLAS threads <= the cores given (SLURM_CPUS_PER_TASK or the CPU affinity mask).
     Exit codes: 0 every fit ok; 2 bad spec or options; 3 bad data; otherwise the code of the first fit that did
-    not end ok (4 numerical failure, 1 error); 75 interrupted (run the same command again to continue).
-    """
+    not end ok (4 numerical failure, 1 error); 75 interrupted, or with --collect rows that have not run (run the
+    same command again to continue)."""
     from cellbox_nb import sweep as sw
 
-    from_env = ctx.get_parameter_source("task_index") == click.core.ParameterSource.ENVIRONMENT
-    if task_index is not None and from_env and (collect or dry_run):
-        task_index = None  # SLURM_ARRAY_TASK_ID set around a --collect / --dry-run: not a row to run
+    # SLURM_ARRAY_TASK_ID set around a --collect / --dry-run is not a row to run (read here, not by click, so
+    # that it is not even parsed then)
+    from_env = task_index is None and not (collect or dry_run) and "SLURM_ARRAY_TASK_ID" in os.environ
+    if from_env:
+        text = os.environ["SLURM_ARRAY_TASK_ID"]
+        if not re.fullmatch(r"\s*[0-9]+\s*", text):
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID {text!r} is not a row index (a whole number >= 0); unset it "
+                              f"to run the whole sweep on Dask")
+        task_index = int(text)
     if task_index is not None:
         given = [f"--{name}" for name in CONFLICTS_WITH_TASK
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
@@ -78,8 +85,10 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
     out = out or _default_out(spec)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError(f"--out '{out}' exists and is not a folder")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-        raise ConfigError(f"output folder '{os.path.dirname(os.path.abspath(out))}' does not exist")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"output folder '{parent}' " + ("is a file, not a folder" if os.path.exists(parent) else
+                                                          "does not exist"))
 
     if collect:
         if not os.path.isdir(out):
@@ -93,7 +102,7 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
         info(f"warning: {message}")
     if dry_run:
         workers_, threads_ = (None, threads or 1) if scheduler or task_index is not None else \
-            sw.thread_budget(workers, threads)
+            sw.thread_budget(workers, threads, fits=len(rows))
         plan = {"spec": spec, "out": out, "fits": len(rows), "workers": workers_, "threads": threads_,
                 "cores": sw.cores_available(),
                 "rows": [{k: r[k] for k in ("index", "id", "file", "data", "vars")} for r in rows]}
@@ -107,18 +116,18 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
 
     if task_index is not None:
         _, threads = sw.thread_budget(1, threads or sw.cores_available())
-        os.makedirs(out, exist_ok=True)
+        sw.make_out_folder(out)
         stop = catch_stop_signals()
         summary = sw.run_row(rows[task_index], out, threads=threads, stop_requested=stop)
         if as_json:
             print_json(summary)
-        elif not quiet:
+        elif not quiet and summary["status"] in sw.OK:  # (a row that did not end ok is the error line alone)
             info(_line(summary, 1, 1))
         if summary["status"] not in sw.OK:
             _fail_row(summary)
         return None
 
-    workers, threads = (None, threads or 1) if scheduler else sw.thread_budget(workers, threads)
+    workers, threads = (None, threads or 1) if scheduler else sw.thread_budget(workers, threads, fits=len(rows))
     stop = catch_stop_signals()
     if not quiet:
         where = scheduler or f"a LocalCluster of {workers} worker(s) x {threads} Numba thread(s)"

@@ -247,6 +247,8 @@ def test_thread_budget_never_exceeds_the_cores():
     for workers, threads in ((3, 3), (9, 1), (1, 9)):
         with pytest.raises(ValueError, match="core"):
             thread_budget(workers=workers, threads=threads, cores=8)
+    assert thread_budget(cores=8, fits=3) == (3, 1)  # (no more workers than fits)
+    assert thread_budget(workers=5, cores=8, fits=3) == (5, 1)  # (as asked)
     env = worker_env(2)
     assert env["NUMBA_NUM_THREADS"] == "2"
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
@@ -263,9 +265,23 @@ def test_cores_come_from_slurm_or_the_affinity_mask(tmp_path):
     assert json.loads(res.stdout)["workers"] == 2
     res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--workers", "2"], env={"SLURM_CPUS_PER_TASK": "1"})
     assert res.exit_code == 2 and "exceed the 1 core(s)" in res.stderr
+    res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--json"], env={"SLURM_CPUS_PER_TASK": "64"})
+    assert json.loads(res.stdout)["workers"] == 3  # one per fit
     res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--json"], env={"SLURM_CPUS_PER_TASK": None})
     assert json.loads(res.stdout)["cores"] == len(os.sched_getaffinity(0))
     assert not (tmp_path / "spec_sweep").exists()  # a dry run writes nothing
+    # SLURM_ARRAY_TASK_ID is not a row with --dry-run (or --collect), so it is not read there; elsewhere it is
+    res = runner.invoke(cli, ["sweep", str(spec), "--dry-run", "--json"], env={"SLURM_ARRAY_TASK_ID": "abc"})
+    assert res.exit_code == 0, res.stderr
+    res = runner.invoke(cli, ["sweep", str(spec)], env={"SLURM_ARRAY_TASK_ID": "abc"})
+    assert res.exit_code == 2 and res.stderr.splitlines() == [
+        "error: SLURM_ARRAY_TASK_ID 'abc' is not a row index (a whole number >= 0); unset it to run the whole sweep "
+        "on Dask"]
+    (tmp_path / "afile").write_text("")
+    res = runner.invoke(cli, ["sweep", str(spec), "--out", str(tmp_path / "afile" / "sub"), "--task-index", "0"])
+    assert res.exit_code == 2 and res.stderr.splitlines() == [
+        f"error: output folder '{tmp_path / 'afile'}' is a file, not a folder"]
+    assert not (tmp_path / "spec_sweep").exists()
 
 
 def test_spec_rows_order_and_varying_keys():
@@ -382,3 +398,93 @@ def test_summary_keeps_a_varied_epochs_and_a_resume_checks_the_data(tmp_path):
     again = run_row(row, str(tmp_path))
     assert again["status"] == "failed" and again["exit_code"] == 2 and "data differ" in again["message"]
     assert read_fit(tmp_path / row["file"])["status"] == "interrupted"  # the stored fit is untouched
+
+
+def test_rows_read_their_data_where_the_spec_was_read_and_a_done_row_checks_it(tmp_path, monkeypatch):
+    """(1) A relative data path is read from the folder where the spec is expanded, not from the folder a
+    worker runs in (a cluster's workers started elsewhere read their own file of that name); (2) a finished row
+    whose data file now holds other data is not skipped as done but fails with the reason (its file name hashes the
+    path, not the data)."""
+    from cellbox_nb.data.dataset import data_digest, write_dataset
+    from cellbox_nb.sweep import run_row
+
+    here, there, out = tmp_path / "here", tmp_path / "there", tmp_path / "out"
+    for folder, seed in ((here, 0), (there, 1)):
+        folder.mkdir()
+        write_dataset(folder / "d.h5", simulate("CY", conditions=6, times=2, seed=seed))
+    out.mkdir()
+    monkeypatch.chdir(here)
+    row = expand({"base": {"data": "d.h5", "epochs": 3}, "fits": [{}]})[0]
+    monkeypatch.chdir(there)  # a worker in another folder, with another d.h5
+    assert run_row(row, str(out))["status"] == "finished"
+    stored = read_fit(out / row["file"])["dataset"]
+    assert data_digest(stored) == data_digest(simulate("CY", conditions=6, times=2, seed=0))
+    assert run_row(row, str(out))["action"] == "skipped"
+    write_dataset(here / "d.h5", simulate("CY", conditions=6, times=2, seed=2), overwrite=True)
+    again = run_row(row, str(out))
+    assert (again["status"], again["action"], again["exit_code"]) == ("failed", "skipped", 2)
+    assert "holds a finished fit on other data than 'd.h5'" in again["message"]
+    assert read_fit(out / row["file"])["status"] == "finished"  # left as it was
+
+
+def test_a_row_interrupted_before_an_upgrade_resumes_and_damage_and_write_errors_are_reported(tmp_path,
+                                                                                               monkeypatch):
+    """(1) An interrupted row whose stored config lacks keys added later (at their defaults) resumes, as
+    `train --resume` does (the sweep compared the configs as stored and started the fit again); (2) --collect
+    reports an unreadable results file as failed with the reason (it read as pending), and a rerun replaces it,
+    saying so; (3) an error of the file system is the command line's exit code 2 and wording, not an internal
+    error."""
+    import h5py
+
+    from cellbox_nb import sweep as sw
+    from cellbox_nb.data.h5atomic import writer_lock
+    from cellbox_nb.fit.config import LATE_KEYS
+
+    row = expand({"base": {"network": "CY", "conditions": 6, "times": 2, "epochs": 40, "patience": 10000,
+                           "checkpoint_seconds": 0}, "fits": [{}]})[0]
+    out = tmp_path / "out"
+    out.mkdir()
+    stopped = sw.run_row(row, str(out), stop_requested=lambda: "SIGTERM")
+    assert stopped["status"] == "interrupted"
+    path = out / row["file"]
+    epochs_before = len(read_fit(path)["history"]["epoch"])
+    with h5py.File(path, "r+") as f:  # as an older version wrote it
+        cfg = json.loads(f["config"][()])
+        for key in LATE_KEYS:
+            cfg.pop(key)
+        del f["config"]
+        f["config"] = json.dumps(cfg, sort_keys=True)
+    resumed = sw.run_row(row, str(out))
+    assert (resumed["status"], resumed["action"]) == ("finished", "resumed")
+    whole = sw.run_row(row, str(tmp_path))  # the same row uninterrupted
+    assert whole["action"] == "ran"
+    _assert_same_fit(read_fit(path), read_fit(tmp_path / row["file"]))
+    assert epochs_before < 40
+    # (2) a file left saying running (a SIGKILL after a checkpoint), then a damaged one
+    saved = path.read_bytes()
+    with h5py.File(path, "r+") as f:
+        f.attrs["status"] = "running"
+    killed = sw.collect([row], str(out))[0]
+    assert (killed["status"], killed["exit_code"]) == ("interrupted", 75)
+    assert killed["message"].startswith("no process is writing it")
+    with writer_lock(path):  # a fit being written now
+        assert sw.collect([row], str(out))[0]["status"] == "running"
+    path.write_bytes(saved)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    collected = sw.collect([row], str(out))[0]
+    assert (collected["status"], collected["exit_code"]) == ("failed", 3)
+    assert collected["message"].startswith("results file") and "run the sweep again" in collected["message"]
+    redone = sw.run_row(row, str(out))
+    assert redone["status"] == "finished" and redone["message"].startswith("an unreadable results file was replaced")
+    _assert_same_fit(read_fit(path), read_fit(tmp_path / row["file"]))
+
+    # (3) the file system refuses
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system", str(out / "x.h5"))
+
+    monkeypatch.setattr("cellbox_nb.fit.train.train", refuse)
+    path.unlink()
+    failed = sw.run_row(row, str(out))
+    assert (failed["status"], failed["exit_code"]) == ("failed", 2)
+    assert failed["message"] == f"cannot write or read '{out / 'x.h5'}': Read-only file system"

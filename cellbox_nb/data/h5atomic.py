@@ -187,6 +187,30 @@ def writer_lock(path):
         os.close(fd)
 
 
+def is_being_written(path):
+    """True when a process holds the writer lock of ``path`` (:func:`writer_lock`) right now; False when none
+    does or the file system has no locks."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    target = resolve_link(path)
+    lock_path = os.path.join(os.path.dirname(os.path.abspath(target)), f".{os.path.basename(target)}.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:  # no lock file: no writer (a writer removes it when it ends, a killed one leaves it)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (releases a lock taken here)
+    return False
+
+
 def remove_stale_temps(path):
     """Remove temporary files that an interrupted :func:`atomic_h5_write` of ``path`` left behind.
 

@@ -274,3 +274,12 @@ def parse_set(items):
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
+
+
+def config_differences(saved, cfg):
+    """The keys whose values differ between a results file's stored config ``saved`` and the resolved ``cfg``
+    (sorted; empty when a resume may continue).  A key the stored config lacks was added after the file was
+    written, by a version that behaved as the key's default does, so it counts at its default."""
+    stored = json.loads(json.dumps(DEFAULTS)) | saved
+    current = json.loads(json.dumps(cfg))  # as JSON stores it (tuples become lists)
+    return sorted(k for k in set(stored) | set(current) if stored.get(k, None) != current.get(k, None))

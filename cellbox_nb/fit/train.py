@@ -17,7 +17,6 @@ is saved at each checkpoint, so a resumed fit ends with the same bits as an unin
 """
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -28,7 +27,7 @@ from ..api import SolveError, _backend, loss_and_grad, solve
 from ..data.dataset import data_digest
 from ..data.h5atomic import remove_stale_temps, writer_lock
 from ..errors import ConfigError, InputDataError, Interrupted, NumericalError
-from .config import DEFAULTS
+from .config import config_differences
 from . import metrics as mt
 from .optim import adam_step, grad_norm, init_moments
 from .masks import apply_node_roles, build_w_mask
@@ -224,12 +223,10 @@ class Trainer:
             # the key's default does (one exception: adjoint_integrator, whose default "auto" now means DOP853 on
             # the cpu where older versions ran Tsit5; the gradients differ at the solver's tolerance, and old fits
             # and sweeps resume without a flag, on DOP853: README, sweeps)
-            stored = json.loads(json.dumps(DEFAULTS)) | saved["config"]
-            current = json.loads(json.dumps(self.cfg))  # as JSON stores it (tuples become lists)
-            if stored != current:
-                diff = sorted(k for k in current if stored.get(k) != current[k])
+            diff = config_differences(saved["config"], self.cfg)
+            if diff:
                 raise ConfigError(f"--resume: the config differs from the one in '{self.out}' (keys: "
-                                  f"{', '.join(diff) or 'unknown'}); give the original run's options again")
+                                  f"{', '.join(diff)}); give the original run's options again")
             saved["status"] = fit_status(saved)
             if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
                 saved["already_ended"] = True
