@@ -488,3 +488,38 @@ def test_a_row_interrupted_before_an_upgrade_resumes_and_damage_and_write_errors
     failed = sw.run_row(row, str(out))
     assert (failed["status"], failed["exit_code"]) == ("failed", 2)
     assert failed["message"] == f"cannot write or read '{out / 'x.h5'}': Read-only file system"
+
+
+def _ignores_sigint(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        mask = next(int(ln.split()[1], 16) for ln in fh if ln.startswith("SigIgn:"))
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads signal masks from /proc (Linux)")
+def test_every_local_cluster_worker_ignores_sigint_a_restarted_one_too():
+    """A Ctrl-C at the terminal reaches the whole process group; the sweep's own process turns it into a stop with
+    checkpoints, so workers must ignore it.  The first workers inherit an ignored SIGINT; one the nanny starts
+    after a crash did not (the driver's handler was back), and a later Ctrl-C killed its fit without a
+    checkpoint."""
+    from cellbox_nb.sweep import _client
+
+    client, cluster = _client(None, 1, 1)
+    try:
+        first = next(iter(client.run(os.getpid).values()))
+        assert _ignores_sigint(first)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = list(client.run(os.getpid, on_error="ignore").values())  # (the dead one may still be listed)
+            if pids and pids[0] != first:
+                break
+            time.sleep(0.2)
+        restarted = pids[0]
+        assert restarted != first and _ignores_sigint(restarted)
+        os.kill(restarted, signal.SIGINT)
+        time.sleep(1.0)
+        assert list(client.run(os.getpid).values()) == [restarted]
+    finally:
+        client.close()
+        cluster.close()
