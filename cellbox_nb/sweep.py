@@ -50,6 +50,7 @@ from .data.h5atomic import write_bytes_atomically
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, InputDataError, Interrupted,
                      NumericalError, describe)
 from .fit.config import DEFAULTS, LATE_KEYS, config_differences, load_config_file, resolve
+from .data.dataset import data_digest
 from .data.h5atomic import is_being_written
 from .fit.store import read_fit
 from .fit.threads import cores_available, limit_threads
@@ -308,6 +309,9 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the driver reported the data readers' warnings once
             ds = dataset_for(cfg, source)
+        if resume and source is not None and data_digest(ds) != data_digest(fit["dataset"]):
+            raise ConfigError(f"'{row['file']}' holds an unfinished fit started on other data than '{row['data']}' "
+                              f"holds now; give the row its original data, or remove the file to start again")
         res = train(ds, cfg, path, resume=resume, stop_requested=stop_requested,
                     check_data=resume and source is not None)
         failed = (res.get("metrics") or {}).get("failed_predictions")
@@ -334,8 +338,6 @@ def _skipped(row, fit):
     no longer holds the fit's data (the file name hashes the path as given, not the file)."""
     source = row.get("source", row["data"])
     if source is not None:
-        from .data.dataset import data_digest
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
