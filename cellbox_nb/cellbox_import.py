@@ -312,9 +312,13 @@ def import_cellbox_config(raw: dict, *, conditions: int | None = None) -> Import
 
 def load_cellbox_config(path) -> dict:
     """Read a CellBox JSON config file (ConfigError, one line, if unreadable or not a JSON object)."""
+    from .fit.config import loads_json
+
     try:
         with open(path, encoding="utf-8-sig") as fh:  # (a BOM, as some Windows editors write, is accepted)
-            raw = json.load(fh)
+            raw = loads_json(fh.read())  # (a key given twice is refused, as in cellbox-nb's own config files)
+    except ConfigError as exc:
+        raise ConfigError(f"CellBox config {path}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"CellBox config {path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:

@@ -140,7 +140,7 @@ def train(data, network, out, config_file, overrides, epochs, lr, seed, partitio
     from cellbox_nb.fit.mpi import abort_on_error, from_environment
 
     parallel = from_environment()  # started by mpirun with N > 1 ranks: split the conditions across them
-    with abort_on_error(parallel):  # an error on one MPI rank must not leave the others waiting
+    with abort_on_error(parallel):  # MPI ranks: one report of an error, and none left waiting for a failed rank
         _train(parallel, data, network, out, config_file, overrides, epochs, lr, seed, partition, drug, resume,
                overwrite, quiet, as_json, stop_requested)
 
@@ -171,7 +171,7 @@ def _train(parallel, data, network, out, config_file, overrides, epochs, lr, see
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = load_data(data, t_end=cfg["tfinal"])
-        for w in caught:
+        for w in caught if parallel is None or parallel.is_root else ():  # (every MPI rank reads the same data)
             info(f"warning: {w.message}")
     else:
         ds = simulate_dataset(cfg["network"], conditions=cfg["conditions"], times=cfg["times"],
@@ -353,6 +353,23 @@ def export(fit, csv_dir, which, as_json):
         info(f"wrote {path}")
 
 
+def _agree_under_mpi(error):
+    """A usage error of ``train`` started by an MPI launcher: the ranks meet in the set-up's agreement, as in the
+    command (cellbox_nb.fit.mpi.abort_on_error), so rank 0 alone reports it when every rank has it, and a rank
+    with other arguments (a wrapper script) is not left waiting; every rank then exits (SystemExit).  Returns
+    when not under MPI."""
+    from cellbox_nb.fit.mpi import abort_on_error, from_environment, launched_ranks
+
+    if launched_ranks() <= 1:
+        return
+    try:
+        parallel = from_environment()  # (the same collective calls as the command makes before its set-up)
+    except Exception:  # e.g. mpi4py missing: each rank reports for itself
+        return
+    with abort_on_error(parallel):
+        raise error
+
+
 def main(argv=None):
     """Console-script entry point (``cellbox-nb``).
 
@@ -373,11 +390,14 @@ def main(argv=None):
             click.echo(exc.ctx.get_help())
             sys.exit(0)
         if exc.ctx is not None and exc.ctx.parent:
-            where = f"cellbox-nb {exc.ctx.info_name} --help"
+            given = exc.ctx.info_name
         else:  # some option errors come without their command's context: name the command given
             given = next((a for a in args if a in cli.commands), None)
-            where = f"cellbox-nb {given} --help" if given else "cellbox-nb --help"
-        click.echo(f"error: {one_line(exc.format_message())} (see '{where}')", err=True)
+        where = f"cellbox-nb {given} --help" if given else "cellbox-nb --help"
+        text = f"{one_line(exc.format_message())} (see '{where}')"
+        if given == "train" and exc.exit_code == ConfigError.exit_code:
+            _agree_under_mpi(ConfigError(text))
+        click.echo(f"error: {text}", err=True)
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a command installed its handlers
         click.echo("error: interrupted", err=True)

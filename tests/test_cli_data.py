@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from cellbox_nb._cli._common import run_command
 from cellbox_nb._cli.main import cli
 from cellbox_nb.data.dataset import read_dataset
-from cellbox_nb.errors import InputDataError, NumericalError
+from cellbox_nb.errors import ConfigError, InputDataError, NumericalError
 
 SIZES = {"LI": 7, "LL": 18, "CY": 6, "BF": 7, "BFC": 10, "TF": 8, "mCAD": 5, "VSC": 8, "HSC": 11, "GSD": 19}
 SHARED_GSD = "/work/shared/data/beeline/Curated_GSD.csv"
@@ -230,31 +230,69 @@ def test_export_writes_all_files_or_none(tmp_path):
 
 def test_mpi_abort_gives_the_command_lines_codes_and_lines(capsys):
     """abort_on_error (an error on one MPI rank ends the job): the exit code and one line as run_command gives
-    them (an OSError is 2 naming the file, as without MPI), and the errors all ranks raise together pass through."""
+    them (an OSError is 2 naming the file, as without MPI); the errors all ranks raise together end rank 1 with
+    their code and rank 0 alone reports them; an error during the set-up is agreed in settle (one collective)."""
     from cellbox_nb.errors import Interrupted
-    from cellbox_nb.fit.mpi import abort_on_error
+    from cellbox_nb.fit.mpi import Conditions, abort_on_error
 
     class Comm:
+        def __init__(self, rank, others):
+            self.rank, self.others = rank, others  # others: what the other rank sends to the allgather
+
+        def Get_rank(self):
+            return self.rank
+
+        def Get_size(self):
+            return 2
+
         def Abort(self, code):
             raise SystemExit(code)
 
-    class Ranks:
-        rank = 1
-        comm = Comm()
+        def allgather(self, value):
+            return [value, self.others] if self.rank == 0 else [self.others, value]
+
+    def ranks(rank=1, settled=True, others=(None, "d")):
+        r = Conditions(Comm(rank, others))
+        r.settled = settled
+        return r
 
     for exc, code, text in [(OSError(28, "No space left on device", "fit.h5"), 2,
                              "cannot write or read 'fit.h5': No space left on device"),
                             (InputDataError("bad\ndata"), 3, "bad data"),
                             (RuntimeError("oops"), 1, "internal error: RuntimeError: oops")]:
         with pytest.raises(SystemExit) as stopped:
-            with abort_on_error(Ranks()):
+            with abort_on_error(ranks()):
                 raise exc
         assert stopped.value.code == code
         assert capsys.readouterr().err == f"error: rank 1: {text}\n"
     for exc in (NumericalError("agreed"), Interrupted("stop")):
-        with pytest.raises(type(exc)):
-            with abort_on_error(Ranks()):
+        with pytest.raises(type(exc)):  # rank 0 reports (run_command)
+            with abort_on_error(ranks(rank=0)):
                 raise exc
+        with pytest.raises(SystemExit) as stopped:  # rank 1 ends with the code, silently
+            with abort_on_error(ranks()):
+                raise exc
+        assert stopped.value.code == exc.exit_code and capsys.readouterr().err == ""
+    # the set-up: every rank failed the same way (one line from rank 0, no rank named), or rank 1 alone
+    for rank, others, err in [(0, ((2, "unknown config key 'x'"), None), "error: unknown config key 'x'\n"),
+                              (1, ((2, "unknown config key 'x'"), None), ""),
+                              (0, (None, "d"), "error: rank 0: unknown config key 'x'\n"),
+                              (0, ((3, "other"), None), "error: rank 0: unknown config key 'x'\n"
+                                                         "error: rank 1: other\n")]:
+        with pytest.raises(SystemExit) as stopped:
+            with abort_on_error(ranks(rank, settled=False, others=others)):
+                raise ConfigError("unknown config key 'x'")
+        assert stopped.value.code == 2 and capsys.readouterr().err == err
+    root = ranks(0, settled=False, others=((3, "data 'x' not found"), None))
+    with pytest.raises(SystemExit) as stopped:  # rank 0 did its set-up, rank 1 failed: rank 0 reports it
+        with abort_on_error(root):
+            root.settle(digest="d")
+    assert stopped.value.code == 3 and capsys.readouterr().err == "error: rank 1: data 'x' not found\n"
+    root = ranks(0, settled=False, others=(None, "other digest"))
+    with pytest.raises(SystemExit) as stopped:  # the ranks read different data: agreed, one line
+        with abort_on_error(root):
+            root.settle(digest="d")
+    assert stopped.value.code == 3 and capsys.readouterr().err.startswith("error: MPI ranks 0 and 1 read different")
 
 
 def _python(code, **kw):

@@ -117,5 +117,28 @@ def test_an_error_on_one_rank_ends_the_job(tmp_path, rank1_data):
     res = subprocess.run(["mpirun", "-n", "2", "bash", "-c", script], capture_output=True, text=True, env=_env(),
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 3, res.stdout + res.stderr
-    wanted = "not found" if rank1_data == "missing.h5" else "read different data"
-    assert any(ln.startswith("error: rank 1: ") and wanted in ln for ln in res.stderr.splitlines()), res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    # both ranks reach the set-up's agreement (settle): rank 0 alone reports, naming the rank that failed; other
+    # data is a finding of both ranks, one line naming them
+    wanted = "error: rank 1: data 'missing.h5' not found" if rank1_data == "missing.h5" else \
+        "error: MPI ranks 0 and 1 read different data"
+    assert len(errors) == 1 and errors[0].startswith(wanted), res.stderr
+    assert "MPI_ABORT" not in res.stderr and not os.path.exists(tmp_path / "fit.h5"), res.stderr
+
+
+@pytest.mark.parametrize("args, code, wanted", [
+    (["--data", "missing.h5"], 3, "error: data 'missing.h5' not found"),
+    (["--set", "bogus=1"], 2, "error: unknown config key 'bogus'"),
+    (["--epochs", "0"], 2, "error: Invalid value for '--epochs'"),  # a click usage error, before the set-up
+], ids=["missing_data", "unknown_key", "usage_error"])
+def test_an_error_every_rank_meets_is_one_line(tmp_path, args, code, wanted):
+    """A bad input every rank meets the same way: rank 0 alone writes the one error line (no rank named) and
+    every rank exits normally with the documented code (no MPI_Abort and its banner)."""
+    res = subprocess.run(["mpirun", "-n", "2"] + CLI + ["train", "--network", "CY", "--epochs", "2", "--quiet",
+                                                        "--out", "fit.h5"] + args,
+                         capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    assert res.returncode == code, res.stdout + res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(wanted), res.stderr
+    assert "MPI_ABORT" not in res.stderr and "ORTE_ERROR_LOG" not in res.stderr, res.stderr
+    assert not os.listdir(tmp_path)

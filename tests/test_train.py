@@ -84,6 +84,50 @@ def test_config_files(tmp_path, ext, text, bom):
     assert cfg["lr"] == 0.05 and cfg["epochs"] == 7 and cfg["loss"] == DEFAULTS["loss"]
 
 
+def test_a_key_given_twice_is_refused(tmp_path):
+    """The YAML and JSON loaders refuse a mapping key given twice, naming it and its lines (PyYAML's safe_load and
+    json.loads kept the last value silently), at any depth; YAML merge keys may still be overridden; TOML refuses
+    them itself; the parsed values are those of safe_load and json.loads otherwise."""
+    import yaml
+
+    from cellbox_nb.cellbox_import import load_cellbox_config
+    from cellbox_nb.fit.config import load_yaml, loads_json, parse_set
+
+    for text, where in [("lr: 0.01\nepochs: 2\nlr: 0.5\n", "'lr' (lines 1 and 3)"),
+                        ("base:\n  x: {a: 1, a: 2}\n", "'a' (twice on line 2)"),
+                        ("- {b: 1}\n- b: 1\n  c: 2\n  b: 3\n  b: 4\n", "'b' (lines 2, 4 and 5)"),
+                        ("1: a\n1: b\n", "1 (lines 1 and 2)")]:
+        with pytest.raises(ConfigError) as refused:
+            load_yaml(text)
+        assert str(refused.value) == f"duplicate key {where}", text
+    merged = "a: &x {lr: 1, epochs: 2}\nb:\n  <<: *x\n  lr: 3\nc: [1, {d: null}]\n"
+    assert load_yaml(merged) == yaml.safe_load(merged) and load_yaml(merged)["b"] == {"lr": 3, "epochs": 2}
+    for text, where in [('{\n "lr": 0.01,\n "epochs": 2,\n "lr": 0.5\n}', "'lr' (lines 2 and 4)"),
+                        ('[1, {"a": {"b": [1, {"c": 2}],\n "b" : 2}}]', "'b' (lines 1 and 2)"),
+                        ('{"base": {"lr": 1}, "grid": {"lr": [1]}, "base": 3}', "'base' (twice on line 1)")]:
+        with pytest.raises(ConfigError) as refused:
+            loads_json(text)
+        assert str(refused.value) == f"duplicate key {where}", text
+    plain = '{"a": [1, 2.5, "x\\u00e9", null, true, {}], "b": {"c": -1e3, "d": NaN}, "e": []}'
+    parsed = loads_json(plain)
+    assert json.dumps(parsed) == json.dumps(json.loads(plain)) and parsed["a"][2] == "x\u00e9"
+    for ext, text, where in [(".yaml", "lr: 1\nlr: 2\n", "'lr' (lines 1 and 2)"),
+                             (".json", '{"lr": 1,\n"lr": 2}', "'lr' (lines 1 and 2)")]:
+        p = tmp_path / f"c{ext}"
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=rf"^config file .*c{ext}: duplicate key {where}$".replace("(", r"\(")
+                           .replace(")", r"\)")):
+            load_config_file(p)
+    p.write_text('{"lr": 1,\n"lr": 2}')
+    with pytest.raises(ConfigError, match=r"^CellBox config .*: duplicate key 'lr'"):
+        load_cellbox_config(p)
+    with pytest.raises(ConfigError, match=r"^--set 'w=\{a: 1, a: 2\}': duplicate key 'a'"):
+        parse_set(["w={a: 1, a: 2}"])
+    (tmp_path / "c.toml").write_text("lr = 1\nlr = 2\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config_file(tmp_path / "c.toml")
+
+
 # -- end to end ---------------------------------------------------------------------------------------------
 def _run(args, env=None, check=True):
     res = subprocess.run(CLI + args, capture_output=True, text=True, env=env)

@@ -227,6 +227,87 @@ def resolve(*layers):
     return cfg
 
 
+def _lines(numbers):
+    if len(set(numbers)) == 1:
+        return f"{'twice' if len(numbers) == 2 else f'{len(numbers)} times'} on line {numbers[0]}"
+    numbers = [str(n) for n in numbers]
+    return f"lines {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+
+def _unique_key_loader():
+    """A yaml.SafeLoader subclass whose mappings refuse a key given twice (ConfigError naming the key and its
+    lines; safe_load keeps the last one silently).  Keys brought in by a merge (``<<: *anchor``) may be overridden
+    as YAML allows."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        seen.setdefault(key, []).append(key_node.start_mark.line + 1)
+                    except TypeError:  # an unhashable key: refused by SafeLoader itself
+                        continue
+                for key, lines in seen.items():
+                    if len(lines) > 1:
+                        raise ConfigError(f"duplicate key {key!r} ({_lines(lines)})")
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def load_yaml(text):
+    """``yaml.safe_load(text)``, refusing a mapping key given twice (ConfigError naming the key and its lines)."""
+    import yaml
+
+    return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+
+
+def loads_json(text):
+    """``json.loads(text)``, refusing an object key given twice (ConfigError naming the key and its lines; the
+    json module keeps the last one silently)."""
+    from json import decoder, scanner
+
+    def parse_object(s_and_end, strict, scan_once, object_hook, object_pairs_hook, memo=None):
+        def refuse(pairs):
+            keys = [k for k, _ in pairs]
+            if len(set(keys)) < len(keys):
+                raise _DuplicateJSONKey(next(k for i, k in enumerate(keys) if k in keys[:i]))
+            return dict(pairs)
+
+        try:
+            return decoder.JSONObject(s_and_end, strict, scan_once, object_hook, refuse, memo)
+        except _DuplicateJSONKey as dup:  # the object's own keys again, with their lines (an error path only)
+            s, pos = s_and_end
+            lines = []
+            while True:
+                pos = decoder.WHITESPACE.match(s, pos).end()
+                if s[pos:pos + 1] != '"':
+                    break
+                key, pos = decoder.scanstring(s, pos + 1, strict)
+                if key == dup.key:
+                    lines.append(s.count("\n", 0, pos) + 1)
+                pos = decoder.WHITESPACE.match(s, pos).end() + 1  # the ':'
+                _, pos = scan_once(s, decoder.WHITESPACE.match(s, pos).end())
+                pos = decoder.WHITESPACE.match(s, pos).end() + 1  # the ',' (or the closing brace)
+            raise ConfigError(f"duplicate key {dup.key!r} ({_lines(lines)})") from None
+
+    dec = json.JSONDecoder()
+    dec.parse_object = parse_object
+    dec.scan_once = scanner.py_make_scanner(dec)  # (the C scanner would not call parse_object)
+    return dec.decode(text)
+
+
+class _DuplicateJSONKey(Exception):
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
 def load_config_file(path):
     """Read a YAML, JSON or TOML mapping by the file's extension (ConfigError on any problem)."""
     ext = os.path.splitext(str(path))[1].lower()
@@ -237,11 +318,15 @@ def load_config_file(path):
         raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
     try:
         if ext in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw.decode("utf-8"))
+            try:
+                data = load_yaml(raw.decode("utf-8"))
+            except ConfigError as exc:  # a duplicate key
+                raise ConfigError(f"config file {path}: {exc}") from None
         elif ext == ".json":
-            data = json.loads(raw.decode("utf-8-sig"))
+            try:
+                data = loads_json(raw.decode("utf-8-sig"))
+            except ConfigError as exc:  # a duplicate key
+                raise ConfigError(f"config file {path}: {exc}") from None
         elif ext == ".toml":
             import tomllib
 
@@ -270,7 +355,9 @@ def parse_set(items):
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, value = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml(value)
+        except ConfigError as exc:  # a duplicate key in a mapping value
+            raise ConfigError(f"--set {item!r}: {exc}") from None
         except yaml.YAMLError:
             out[key.strip()] = value
     return out

@@ -12,6 +12,8 @@ Every rank holds the whole dataset and the same parameters, takes a contiguous b
 A solver failure on any rank is a failure on every rank (the ``failed`` entry), so all ranks reject the same
 step and stay in lockstep; every rank then applies the same Adam update.  Only rank 0 writes the results file
 (:class:`cellbox_nb.fit.train.Trainer` asks ``is_root``), and a stop request (SIGTERM) counts when any rank has one.
+The set-up ends in one collective call (:meth:`Conditions.settle`) where the ranks agree whether each of them
+read its inputs and config: an error there ends every rank normally with one report (:func:`abort_on_error`).
 
 Use: ``mpirun -n N cellbox-nb train ...``: the command finds the MPI launcher's environment
 (:func:`from_environment`) and trains this way, each rank with its share of the cores as Numba threads
@@ -26,8 +28,7 @@ import numpy as np
 
 from ..api import SolveError, loss_and_grad, solve
 from ..core import status as st
-from ..data.dataset import data_digest
-from ..errors import ConfigError, InputDataError, Interrupted, NumericalError, describe
+from ..errors import EXIT_DATA, CellboxError, ConfigError, InputDataError, Interrupted, NumericalError, describe
 from .threads import cores_available, limit_threads
 
 # variables the common MPI launchers set in every rank's environment (Open MPI, MPICH/Hydra and Intel MPI, MVAPICH)
@@ -43,26 +44,75 @@ def launched_ranks():
     return 1
 
 
+class RanksFailed(CellboxError):
+    """The ranks' set-up failed on some or all of them, as every rank agreed (:meth:`Conditions.settle`; raised on
+    every rank).  ``failures``: ``[(rank, exit code, one-line message), ...]`` in rank order; the exit code is the
+    lowest failed rank's; :meth:`lines` words it: one line when every failed rank says the same."""
+
+    def __init__(self, failures, size):
+        self.failures = list(failures)
+        self.size = size
+        self.exit_code = self.failures[0][1]
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self):
+        """The report's lines (without ``error:``): one per distinct message, naming its ranks unless every rank
+        gave it."""
+        groups = {}
+        for rank, code, text in self.failures:
+            groups.setdefault((code, text), []).append(rank)
+        out = []
+        for (_, text), ranks in groups.items():
+            if len(ranks) == self.size:
+                out.append(text)
+            else:
+                out.append(f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}: {text}")
+        return out
+
+
 @contextlib.contextmanager
 def abort_on_error(parallel):
-    """Run the body; with MPI ranks (``parallel`` not None), an error raised on this rank alone ends the whole job
-    with ``MPI_Abort`` and the error's exit code, after this rank's one ``error:`` line.  (The other ranks would
-    otherwise wait in their next collective call forever: a data file missing on one node hung the job.)  The
-    errors every rank raises together, a stop request (Interrupted) and a numerical failure (agreed through the
-    reduced ``failed`` flag), end each rank normally."""
+    """Run the body (a command's work); with MPI ranks (``parallel`` not None), end every rank with the error's
+    exit code and one report, whichever ranks fail:
+
+    - during the set-up (config, data, output checks, up to :meth:`Conditions.settle`, which every rank reaches
+      either there or from here), the ranks agree on the outcome; rank 0 alone writes the ``error:`` line (one
+      line when the failed ranks say the same; ``rank N:`` names them unless all failed) and every rank exits
+      normally (SystemExit) with the exit code of the lowest failed rank;
+    - a stop request (Interrupted) and a numerical failure (NumericalError), agreed through collective calls,
+      are reported by rank 0 alone (the others exit with the code, silently);
+    - any other error after the set-up, which this rank may have met alone, ends the whole job with
+      ``MPI_Abort`` and the error's exit code, after this rank's ``error: rank N:`` line (the other ranks would
+      otherwise wait in their next collective call forever: a data file missing on one node hung the job)."""
     if parallel is None:
         yield
         return
     try:
         yield
-    except (Interrupted, NumericalError):
-        raise
+    except RanksFailed as agreed:
+        _end_agreed(parallel, agreed)
     except Exception as exc:
+        if not parallel.settled:  # the other ranks meet this one in settle (a collective call)
+            try:
+                parallel.settle(error=exc)
+            except RanksFailed as agreed:
+                _end_agreed(parallel, agreed)
+        if isinstance(exc, (Interrupted, NumericalError)):
+            if parallel.is_root:
+                raise
+            raise SystemExit(exc.exit_code) from None
         code, text, _ = describe(exc)  # the code and wording of the command line's run_command
         sys.stderr.write(f"error: rank {parallel.rank}: {text}\n")
         sys.stderr.flush()
         parallel.comm.Abort(code)
         raise  # pragma: no cover - Abort does not return
+
+
+def _end_agreed(parallel, agreed):
+    if parallel.is_root:
+        sys.stderr.write("".join(f"error: {line}\n" for line in agreed.lines()))
+        sys.stderr.flush()
+    raise SystemExit(agreed.exit_code) from None
 
 
 def from_environment():
@@ -106,6 +156,7 @@ class Conditions:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.is_root = self.rank == 0
+        self.settled = False  # past the set-up's agreement (settle)
 
     def block(self, M, rank=None):
         """``(lo, hi)``: the contiguous block of M conditions that ``rank`` (default: this rank) takes."""
@@ -167,13 +218,18 @@ class Conditions:
         stop request that reached only some of them."""
         return next((v for v in self.comm.allgather(value) if v is not None), None)
 
-    def barrier(self):
-        self.comm.Barrier()
-
-    def check_same_data(self, ds):
-        """Raise InputDataError on every rank when the ranks read different data (a collective call)."""
-        digests = self.comm.allgather(data_digest(ds))
-        other = next((r for r, d in enumerate(digests) if d != digests[0]), None)
+    def settle(self, error=None, digest=None):
+        """The end of the set-up, a collective call every rank makes once, before the root writes anything: from
+        Trainer.start with the digest of the data this rank read, or from :func:`abort_on_error` with this rank's
+        error.  Raises RanksFailed on every rank when any rank failed, or when the ranks read different data."""
+        self.settled = True
+        mine = (None, digest) if error is None else (describe(error)[:2], None)
+        outcomes = self.comm.allgather(mine)
+        failures = [(r, *failed) for r, (failed, _) in enumerate(outcomes) if failed is not None]
+        if failures:
+            raise RanksFailed(failures, self.size)
+        other = next((r for r, (_, d) in enumerate(outcomes) if d != outcomes[0][1]), None)
         if other is not None:
-            raise InputDataError(f"MPI ranks 0 and {other} read different data; every rank must read the same "
-                                 f"dataset (a file on a file system every node sees)")
+            text = (f"MPI ranks 0 and {other} read different data; every rank must read the same dataset (a file "
+                    f"on a file system every node sees)")
+            raise RanksFailed([(r, EXIT_DATA, text) for r in range(self.size)], self.size)

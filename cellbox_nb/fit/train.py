@@ -209,9 +209,7 @@ class Trainer:
 
     def start(self, resume=False, check_data=False):
         _backend(self.cfg["backend"])  # a cuda backend without a usable GPU is refused before anything is written
-        if self.parallel:  # every rank has checked its inputs (and read the same data) before the root writes
-            self.parallel.check_same_data(self.ds)
-            self.parallel.barrier()
+        digest = data_digest(self.ds) if self.parallel else None  # the data this rank read (a resume replaces them)
         if self._writes:  # a kill during an earlier rewrite of this file left its temporary; the file itself is whole
             remove_stale_temps(self.out)
         if resume:
@@ -230,6 +228,7 @@ class Trainer:
             saved["status"] = fit_status(saved)
             if saved["status"] in FINAL_STATUSES:  # nothing to continue: its results as they are
                 saved["already_ended"] = True
+                self._settle(digest)
                 return saved
             self.split = tuple(saved["split"])
             self.state = _State.restore(saved["checkpoint"], saved["best"], saved["history"], self.cfg)
@@ -243,8 +242,17 @@ class Trainer:
                 if idx.size and not self.mask[idx].any():
                     raise InputDataError(f"the {name} conditions have no observed entries (mask all false)")
             self.state = self._initial_state()
+            self._settle(digest)
             self._write("running")
+            return self._run()
+        self._settle(digest)
         return self._run()
+
+    def _settle(self, digest):
+        """With MPI ranks, the end of the set-up: every rank has checked its inputs and config (and read the same
+        data) before the root writes or the fit goes on (cellbox_nb.fit.mpi.Conditions.settle, collective)."""
+        if self.parallel:
+            self.parallel.settle(digest=digest)
 
     # -- loop -----------------------------------------------------------------------------------------------
     def _free_keys(self):
