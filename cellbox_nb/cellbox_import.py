@@ -47,7 +47,6 @@ as not needed. The data files (pert_file, expr_file, node_index_file) become a `
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 
