@@ -109,3 +109,34 @@ def test_gemm_kernel_partial_tiles():
             k["gemm"][(2, 2), (4, 4)](cuda.to_device(A), cuda.to_device(B), dC, ta, tb, 0.5)
             ref = (A.T if ta else A) @ (B.T if tb else B) + 0.5 * C0
             np.testing.assert_allclose(dC.copy_to_host(), ref, rtol=1e-13, atol=1e-13)
+
+
+def test_uninitialised_device_memory_is_not_read(monkeypatch):
+    """Every cuda.device_array the drivers allocate is filled with inf (cuda.device_array is not zeroed): no kernel
+    reads an entry before writing it, so no inf * 0 in the products (the simulator warns) and the results are the
+    CPU's.  The dense store's slots past a condition's last step went into the tanh-interpolant products."""
+    import warnings
+
+    from cellbox_nb.cuda import driver
+
+    empty = cuda.device_array
+
+    def poisoned(shape, dtype=np.float64, **kwargs):
+        a = empty(shape, dtype=dtype, **kwargs)
+        if np.dtype(dtype).kind == "f":
+            a.copy_to_device(np.full(a.shape, np.inf, dtype=dtype))
+        return a
+
+    monkeypatch.setattr(driver.cuda, "device_array", poisoned)
+    W, alpha, U, t = _problem()
+    U = U[:1]  # (one condition keeps the simulator short; its store has 64 slots for 15 steps)
+    Y = cb.solve(W * 0.9, alpha, U, t) + 0.01
+    Lc, gc = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator="tsit5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        Xg = cb.solve(W, alpha, U, t, backend="cuda")
+        Lg, gg = cb.loss_and_grad(W, alpha, U, t, Y, backend="cuda")
+    assert _rel(Xg, cb.solve(W, alpha, U, t)) <= 1e-10
+    assert abs(Lg - Lc) <= 1e-10 * abs(Lc)
+    for key in ("W", "alpha", "d"):
+        assert np.all(np.isfinite(gg[key])) and _rel(gg[key], gc[key]) <= 1e-10, key

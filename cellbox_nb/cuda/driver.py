@@ -74,7 +74,8 @@ def _forward(L, dW, dalpha, dd, dU, t_obs, rtol, atol, h_init, max_steps, beta, 
     rejected_last, accepted, obs_slot, nonfinite = _ints(M), _ints(M), _ints(M), _ints(M)
     cap = min(config.DENSE_INITIAL_STEPS, max_dense_steps) if store else 1
     dt = cuda.to_device(np.zeros((M, cap + 1)))
-    dx = cuda.device_array((cap, M, n) if store else (1, 1, 1), dtype=dtype)
+    # zeroed (as _grow's new slots): the slots past a condition's last step go into _tanh_store's products
+    dx = cuda.to_device(np.zeros((cap, M, n) if store else (1, 1, 1), dtype=dtype))
     dk = cuda.device_array((cap, NSTAGE, M, n) if store else (1, 1, 1, 1), dtype=dtype)
     # K[0] = f(0)
     L.gemm(X, dW, K[0], 0, 1, 0.0)

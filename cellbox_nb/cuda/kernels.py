@@ -279,7 +279,8 @@ def build(tile, tpb, dtype=np.float64):
     # read before they are overwritten).  Equal to the CPU's stage-argument differences to rounding.
     @cuda.jit
     def th_prep(nst, dk, dth):
-        """dth[0, p] = k_1 and dth[1, p] = sum_{i<=6} b_i(1/2) k_i of every stored step p < nst[c]."""
+        """dth[0, p] = k_1 and dth[1, p] = sum_{i<=6} b_i(1/2) k_i of every stored step p < nst[c]; zero in the
+        slots past the last step, which the products over all slots read (device memory is not zeroed)."""
         idx = cuda.grid(1)
         M = nst.shape[0]
         n = dth.shape[3]
@@ -292,6 +293,9 @@ def build(tile, tpb, dtype=np.float64):
                 for q in range(NSTAGE - 1):
                     acc += BMID[q] * dk[p, q, c, i]
                 dth[1, p, c, i] = acc
+            for p in range(nst[c], dth.shape[1]):
+                dth[0, p, c, i] = 0.0
+                dth[1, p, c, i] = 0.0
 
     @cuda.jit
     def th_coeffs(nst, dt, U, ZE, WKE, dth):
