@@ -24,7 +24,9 @@ source; keys in ``fit.config.LATE_KEYS`` are left out while at their default, so
 the output folder.  A row is *done* when that file is complete with a final status (``finished``,
 ``early_stopped`` or ``numerical_failure``: the file's own completion marker, read by
 :func:`cellbox_nb.fit.store.read_fit`); a rerun skips done rows and resumes the others from their last checkpoint,
-so killing a sweep and running it again redoes only unfinished work and ends with the same bits.  A numerical
+so killing a sweep and running it again redoes only unfinished work and ends with the same bits (a row with a data
+file checks that the file still holds the data its fit was made on; a relative data path is made absolute where
+the spec is expanded, so workers started in another folder read the same file).  A numerical
 failure is a result, not retried (it would give the same bits again); a row that raised (lost worker, unreadable
 data, internal error) is ``failed`` and runs again up to ``retries`` times.  ``summary.json`` and ``summary.csv``
 list every row with its status, what varies between rows, and its metrics.
@@ -46,12 +48,11 @@ import threading
 import time
 import warnings
 
-from .data.h5atomic import write_bytes_atomically
+from .data.dataset import data_digest
+from .data.h5atomic import is_being_written, write_bytes_atomically
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, InputDataError, Interrupted,
                      NumericalError, describe)
 from .fit.config import DEFAULTS, LATE_KEYS, config_differences, load_config_file, resolve
-from .data.dataset import data_digest
-from .data.h5atomic import is_being_written
 from .fit.store import read_fit
 from .fit.threads import cores_available, limit_threads
 
