@@ -162,7 +162,7 @@ def dataset_for(cfg, data=None):
                     noise=cfg["noise"], max_targets=cfg["max_targets"], seed=cfg["data_seed"])
 
 
-def check_rows(rows, where="sweep spec"):
+def check_rows(rows, where="sweep spec", check_backend=True):
     """Load every row's data once and check what a fit checks before it writes (node roles, W mask, split).
 
     Raises ConfigError / InputDataError naming the row; returns the warnings of the data readers (strings).
@@ -183,8 +183,9 @@ def check_rows(rows, where="sweep spec"):
             messages.append(f"row {row['index']} is the same fit as row {same} (same config and data)")
     for row in rows:
         cfg, data = row["config"], row["source"]
-        try:
-            _backend(cfg["backend"])  # a cuda row without a usable GPU
+        try:  # a cuda row without a usable GPU (not where the fits run on another cluster's workers)
+            if check_backend:
+                _backend(cfg["backend"])
         except CellboxError as exc:
             raise type(exc)(f"{where}: row {row['index']}: {exc}") from None
         source = json.dumps([data, cfg["tfinal"]] if data is not None else [cfg[k] for k in data_keys])
@@ -299,7 +300,7 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
 
     path = os.path.join(out_dir, row["file"])
     fit, unreadable = _read_existing(path)
-    cfg, source = row["config"], row.get("source", row["data"])
+    cfg, source = row["config"], row["source"]
     if is_done(fit):
         return _skipped(row, fit)
     limit_threads(threads)
@@ -313,8 +314,7 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
         if resume and source is not None and data_digest(ds) != data_digest(fit["dataset"]):
             raise ConfigError(f"'{row['file']}' holds an unfinished fit started on other data than '{row['data']}' "
                               f"holds now; give the row its original data, or remove the file to start again")
-        res = train(ds, cfg, path, resume=resume, stop_requested=stop_requested,
-                    check_data=resume and source is not None)
+        res = train(ds, cfg, path, resume=resume, stop_requested=stop_requested)  # (the data checked above)
         failed = (res.get("metrics") or {}).get("failed_predictions")
         notes = [replaced] if replaced else []
         if failed:  # (what `cellbox-nb train` warns of)
@@ -337,7 +337,7 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
 def _skipped(row, fit):
     """The summary of a row whose fit is done (is_done): skipped, or failed when the row reads a data file that
     no longer holds the fit's data (the file name hashes the path as given, not the file)."""
-    source = row.get("source", row["data"])
+    source = row["source"]
     if source is not None:
         try:
             with warnings.catch_warnings():
@@ -363,7 +363,7 @@ def collect(rows, out_dir):
             out.append(_row_summary(row, status="failed", action="collected", exit_code=InputDataError.exit_code,
                                     message=f"{unreadable}; run the sweep again to redo the row"))
             continue
-        if fit is not None and fit["status"] == "running" and not is_being_written(path):
+        if fit is not None and fit["status"] == "running" and is_being_written(path) is False:
             out.append(_row_summary(row, fit, status="interrupted", action="collected",
                                     message="no process is writing it (a fit killed after its last checkpoint, or "
                                             "its node lost); run the sweep again to resume it"))

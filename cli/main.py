@@ -366,6 +366,8 @@ def _agree_under_mpi(error):
         parallel = from_environment()  # (the same collective calls as the command makes before its set-up)
     except Exception:  # e.g. mpi4py missing: each rank reports for itself
         return
+    if parallel is None:  # the launcher's variables say several ranks, MPI itself one (another MPI's launcher)
+        return
     with abort_on_error(parallel):
         raise error
 

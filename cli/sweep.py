@@ -20,7 +20,8 @@ def _default_out(spec):
 
 
 def _fail_row(summary):
-    click.echo(f"error: row {summary['index']} ({summary['file']}): {one_line(summary['message'])}", err=True)
+    why = one_line(summary["message"]) or f"{summary['status']} ({summary['action']})"  # (a done row has no message)
+    click.echo(f"error: row {summary['index']} ({summary['file']}): {why}", err=True)
     raise click.exceptions.Exit(summary["exit_code"])
 
 
@@ -33,7 +34,7 @@ def _fail_row(summary):
               help="Address (tcp://host:8786) or scheduler file of a running Dask scheduler "
                    "[default: start a LocalCluster on this machine].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="LocalCluster worker processes [default: cores // threads].")
+              help="LocalCluster worker processes [default: cores // threads, at most one per fit].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Numba threads per fit [default: 1 on Dask workers; the cores given with --task-index].")
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
@@ -60,7 +61,8 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
 
     # SLURM_ARRAY_TASK_ID set around a --collect / --dry-run is not a row to run (read here, not by click, so
     # that it is not even parsed then)
-    from_env = task_index is None and not (collect or dry_run) and "SLURM_ARRAY_TASK_ID" in os.environ
+    from_env = (task_index is None and not (collect or dry_run)
+                and bool(os.environ.get("SLURM_ARRAY_TASK_ID", "").strip()))  # (set but empty: unset)
     if from_env:
         text = os.environ["SLURM_ARRAY_TASK_ID"]
         if not re.fullmatch(r"\s*[0-9]+\s*", text):
@@ -98,7 +100,7 @@ def sweep(ctx, spec, out, scheduler, workers, threads, retries, task_index, coll
         return _finish(out, summaries, as_json)
 
     checked = rows if task_index is None else rows[task_index:task_index + 1]
-    for message in sw.check_rows(checked, where=f"sweep spec {spec}"):
+    for message in sw.check_rows(checked, where=f"sweep spec {spec}", check_backend=scheduler is None):
         info(f"warning: {message}")
     if dry_run:
         workers_, threads_ = (None, threads or 1) if scheduler or task_index is not None else \

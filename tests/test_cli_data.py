@@ -379,3 +379,16 @@ def test_warnings_on_the_command_line_are_one_line():
             "    warnings.warn('first\\nsecond', RuntimeWarning)\nmain(['warnme'])")
     run = _python(code)
     assert run.returncode == 0 and run.stderr.splitlines() == ["warning: first second"], run.stderr
+
+
+def test_usage_error_when_the_launcher_says_ranks_but_mpi_has_one(tmp_path):
+    """A launcher variable saying several ranks (PMI_SIZE=2, as srun sets it) while MPI itself has one rank (no
+    launcher, or another MPI's): a usage error of train is still one line and exit 2 (it was a traceback, exit 1)."""
+    pytest.importorskip("mpi4py", reason="the MPI path needs mpi4py (pip install -e '.[test]')")
+    env = {k: v for k, v in os.environ.items() if k != "CELLBOX_NB_DEBUG"}
+    env["PMI_SIZE"] = "2"
+    res = subprocess.run([sys.executable, "-m", "cellbox_nb._cli.main", "train", "--bogus"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "error: No such option '--bogus'. Did you mean '--out'? (see 'cellbox-nb train --help')"]

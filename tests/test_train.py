@@ -108,6 +108,8 @@ def test_a_key_given_twice_is_refused(tmp_path):
         with pytest.raises(ConfigError) as refused:
             loads_json(text)
         assert str(refused.value) == f"duplicate key {where}", text
+    with pytest.raises(ConfigError, match="^JSON nested too deeply to parse$"):  # (RecursionError: exit 1)
+        loads_json("[" * 100000 + "]" * 100000)
     plain = '{"a": [1, 2.5, "x\\u00e9", null, true, {}], "b": {"c": -1e3, "d": NaN}, "e": []}'
     parsed = loads_json(plain)
     assert json.dumps(parsed) == json.dumps(json.loads(plain)) and parsed["a"][2] == "x\u00e9"

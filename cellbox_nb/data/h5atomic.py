@@ -10,6 +10,7 @@ import glob
 import io
 import os
 import tempfile
+import time
 import warnings
 
 
@@ -158,7 +159,7 @@ def writer_lock(path):
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror or str(exc), path) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_exclusive(fcntl, fd)
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
@@ -187,9 +188,22 @@ def writer_lock(path):
         os.close(fd)
 
 
+def _flock_exclusive(fcntl, fd, tries=20, wait_s=0.005):
+    """flock(LOCK_EX | LOCK_NB), tried again for about 0.1 s: a reader's brief probe (:func:`is_being_written`)
+    is not a writer.  BlockingIOError when the lock stays held."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(wait_s)
+
+
 def is_being_written(path):
-    """True when a process holds the writer lock of ``path`` (:func:`writer_lock`) right now; False when none
-    does or the file system has no locks."""
+    """True when a process holds the writer lock of ``path`` (:func:`writer_lock`) right now, False when none
+    does, None when this cannot be told (a file system without locks)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -205,7 +219,7 @@ def is_being_written(path):
     except BlockingIOError:
         return True
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)  # (releases a lock taken here)
     return False

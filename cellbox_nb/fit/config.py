@@ -269,19 +269,33 @@ def load_yaml(text):
 
 def loads_json(text):
     """``json.loads(text)``, refusing an object key given twice (ConfigError naming the key and its lines; the
-    json module keeps the last one silently)."""
+    json module keeps the last one silently) and nesting too deep for the parser (ConfigError)."""
+
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateJSONKey:  # parsed again, slowly, to name the lines (an error path only)
+        _raise_duplicate_json_key(text)
+    except RecursionError:
+        raise ConfigError("JSON nested too deeply to parse") from None
+
+
+def _unique_pairs(pairs):
+    """A JSON object's dict; _DuplicateJSONKey for the first key given twice."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) < len(keys):
+        raise _DuplicateJSONKey(next(k for i, k in enumerate(keys) if k in keys[:i]))
+    return dict(pairs)
+
+
+def _raise_duplicate_json_key(text):
+    """Parse ``text`` (which has a duplicate object key) with the pure-Python scanner, whose object parser can
+    see each key's position, and raise ConfigError naming the first duplicate key and its lines."""
     from json import decoder, scanner
 
     def parse_object(s_and_end, strict, scan_once, object_hook, object_pairs_hook, memo=None):
-        def refuse(pairs):
-            keys = [k for k, _ in pairs]
-            if len(set(keys)) < len(keys):
-                raise _DuplicateJSONKey(next(k for i, k in enumerate(keys) if k in keys[:i]))
-            return dict(pairs)
-
         try:
-            return decoder.JSONObject(s_and_end, strict, scan_once, object_hook, refuse, memo)
-        except _DuplicateJSONKey as dup:  # the object's own keys again, with their lines (an error path only)
+            return decoder.JSONObject(s_and_end, strict, scan_once, object_hook, _unique_pairs, memo)
+        except _DuplicateJSONKey as dup:  # the object's own keys again, with their lines
             s, pos = s_and_end
             lines = []
             while True:
@@ -299,7 +313,11 @@ def loads_json(text):
     dec = json.JSONDecoder()
     dec.parse_object = parse_object
     dec.scan_once = scanner.py_make_scanner(dec)  # (the C scanner would not call parse_object)
-    return dec.decode(text)
+    try:
+        dec.decode(text)
+    except RecursionError:
+        pass
+    raise ConfigError("a duplicate key") from None  # pragma: no cover - the slow parse finds it
 
 
 class _DuplicateJSONKey(Exception):

@@ -251,7 +251,7 @@ class Trainer:
     def _settle(self, digest):
         """With MPI ranks, the end of the set-up: every rank has checked its inputs and config (and read the same
         data) before the root writes or the fit goes on (cellbox_nb.fit.mpi.Conditions.settle, collective)."""
-        if self.parallel:
+        if self.parallel and not self.parallel.settled:  # (a prune refit's trainer comes after it)
             self.parallel.settle(digest=digest)
 
     # -- loop -----------------------------------------------------------------------------------------------
