@@ -334,15 +334,20 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
         return _row_summary(row, status="failed", message=text, exit_code=code, **done)
 
 
-def _skipped(row, fit):
+def _skipped(row, fit, digests=None):
     """The summary of a row whose fit is done (is_done): skipped, or failed when the row reads a data file that
-    no longer holds the fit's data (the file name hashes the path as given, not the file)."""
+    no longer holds the fit's data (the file name hashes the path as given, not the file).  ``digests``: a dict
+    to keep the data files' digests in across rows (each file is read once)."""
     source = row["source"]
     if source is not None:
+        key = (source, row["config"]["tfinal"])
+        digests = {} if digests is None else digests
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                same = data_digest(dataset_for(row["config"], source)) == data_digest(fit["dataset"])
+            if key not in digests:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    digests[key] = data_digest(dataset_for(row["config"], source))
+            same = digests[key] == data_digest(fit["dataset"])
         except CellboxError as exc:
             return _row_summary(row, status="failed", action="skipped", message=str(exc), exit_code=exc.exit_code)
         if not same:
@@ -416,10 +421,11 @@ def run_sweep(rows, out_dir, *, scheduler=None, workers=None, threads=1, retries
     make_out_folder(out_dir)
     results = {}
     todo = []
+    digests = {}
     for row in rows:
         fit = _existing(os.path.join(out_dir, row["file"]))
         if is_done(fit):
-            results[row["index"]] = _skipped(row, fit)
+            results[row["index"]] = _skipped(row, fit, digests)
             if on_result:
                 on_result(results[row["index"]], len(results), len(rows))
         else:
