@@ -11,9 +11,10 @@ import numpy as np
 from numba import get_num_threads
 
 from . import config
+from ._scratch import ScratchPool
 from .core import status as st
 from .core.adjoint import (ADJOINT_DISCRETE, ADJOINT_INTERPOLATING, ADJOINT_INTERPOLATING8, LOSS_MAE, LOSS_MSE,
-                           QROWS_STEP, loss_grad_batch)
+                           QROWS_STEP, loss_grad_batch, worker_scratch_shapes)
 from .core.adjoint8 import QROWS_STEP8
 from .core.discrete import STAGE_STORE_FLOATS
 from .core.forward import NPOLY, NSTAGE, solve_batch
@@ -33,6 +34,14 @@ class SolveError(NumericalError):
     def __init__(self, message, status):
         super().__init__(message)
         self.status = np.asarray(status)
+
+
+_SCRATCH = ScratchPool(lambda: config.SCRATCH_KEEP_BYTES)  # the cpu drivers' scratch, kept between calls
+
+
+def _scratch_shapes(workers, rows, cap, n, defer_rows, stages):
+    """worker_scratch_shapes with a leading axis of one entry per worker."""
+    return tuple((workers,) + shape for shape in worker_scratch_shapes(rows, cap, n, defer_rows, stages))
 
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -372,16 +381,21 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
         defer_min_n = config.DEFER_DW_MIN_N_DOP853 if kind == ADJOINT_INTERPOLATING8 else config.DEFER_DW_MIN_N
         defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP, QROWS_STEP8) if n >= defer_min_n else 0
         if lockstep:
-            with _single_threaded_blas(True):  # the products run inside the parallel loop over chunks
-                chunks = _lockstep_blocks(M, n)
+            chunks = _lockstep_blocks(M, n)
+            workers = _workers(chunks)
+            block = _lockstep_block(n)
+            shapes = _scratch_shapes(workers, block, dense_init, n, defer_rows, discrete)
+            # the products run inside the parallel loop over chunks
+            with _single_threaded_blas(True), _SCRATCH.borrow(shapes) as scratch:
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
-                    *args, chunks, dense_init, max_dense_steps, defer_rows, _lockstep_block(n), kind,
-                    _workers(chunks))
+                    *args, chunks, max_dense_steps, block, kind, workers, *scratch)
         else:
-            with _single_threaded_blas(defer_rows > 0):
-                chunks = _grad_chunks(M, n)
+            chunks = _grad_chunks(M, n)
+            workers = _workers(chunks)
+            shapes = _scratch_shapes(workers, 1, dense_init, n, defer_rows, discrete)
+            with _single_threaded_blas(defer_rows > 0), _SCRATCH.borrow(shapes) as scratch:
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
-                    *args, chunks, dense_init, max_dense_steps, defer_rows, kind, _workers(chunks))
+                    *args, chunks, max_dense_steps, kind, workers, *scratch)
         gW = _ordered_sum(gWc)
         galpha = _ordered_sum(gac)
         gd = _ordered_sum(gdc)

@@ -19,6 +19,9 @@ MIN_STEP_ULPS = 10.0  # a step below this many ulps of t is a step underflow (sc
 # Storage for the dense forward trajectory the adjoint reads back (10n + 1 float64 per accepted step).
 DENSE_INITIAL_STEPS = 64  # initial capacity per in-flight condition; doubled on demand
 MAX_DENSE_BYTES = 512 * 2**20  # per in-flight condition; beyond it the condition reports DENSE_OVERFLOW
+# The workers' dense-store scratch of loss_and_grad is kept between calls up to this many bytes in all (_scratch.py:
+# fresh arrays each call cost page faults, about a tenth of a call at n = 99); 0 keeps none.
+SCRATCH_KEEP_BYTES = int(os.environ.get("CELLBOX_NB_SCRATCH_KEEP_BYTES", str(64 * 2**20)))
 
 # Gradient accumulators: conditions are grouped into fixed chunks (depending only on M and n, never on the
 # thread count), each chunk sums its conditions in order, then chunks are summed in order.

@@ -402,21 +402,19 @@ def grad_outputs(M, T, n, n_chunks):
             np.zeros((n_chunks, n, n)), np.zeros((n_chunks, n)), np.zeros((n_chunks, n)))
 
 
-@kernel
-def worker_scratch(rows, cap, n, defer_rows, stages):
-    """Scratch of one worker of the loss-and-gradient drivers, reused by the chunks it runs: a store for `rows`
-    conditions of `cap` steps (dt, dx, dc, dz in lockstep.forward_block's layout, STORE_STAGES if `stages` else
-    STORE_DENSE) and dL/dW buffers Gq, Xq (defer_rows, n).  Contents undefined.  (Fresh arrays per chunk would be
-    fresh pages from the system each time once they pass malloc's mmap threshold: page faults, about a tenth of
-    the time at n = 99.)"""
-    return (np.empty((rows, cap + 1)), np.empty((rows, cap, n)), np.empty((rows, cap, 0 if stages else NPOLY, n)),
-            np.empty((rows, cap, NQUAD if stages else NPOLY + 1, n)), np.empty((defer_rows, n)),
-            np.empty((defer_rows, n)))
+def worker_scratch_shapes(rows, cap, n, defer_rows, stages):
+    """Shapes of the scratch of one worker of the loss-and-gradient drivers, reused by the chunks it runs: a store
+    for `rows` conditions of `cap` steps (dt, dx, dc, dz in lockstep.forward_block's layout, STORE_STAGES if
+    `stages` else STORE_DENSE) and dL/dW buffers Gq, Xq (defer_rows, n).  The caller allocates them with a leading
+    axis of one entry per worker (api._SCRATCH keeps them between calls, see there); their contents are undefined
+    on entry and never read before they are written."""
+    return ((rows, cap + 1), (rows, cap, n), (rows, cap, 0 if stages else NPOLY, n),
+            (rows, cap, NQUAD if stages else NPOLY + 1, n), (defer_rows, n), (defer_rows, n))
 
 
 @driver
 def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                    max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, adjoint_kind, workers):
+                    max_steps, beta, n_chunks, max_dense_steps, adjoint_kind, workers, sdt, sdx, sdc, sdz, sGq, sXq):
     """Loss and gradient over all conditions, in parallel over fixed chunks of conditions.
 
     adjoint_kind: ADJOINT_INTERPOLATING (backward_one, artol and aatol its tolerances), ADJOINT_INTERPOLATING8
@@ -426,8 +424,9 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     U (M, n), Y and mask (M, T, n) (mask as float 0/1).  Conditions are split into n_chunks contiguous chunks
     (boundaries c * M // n_chunks, independent of the thread count); each chunk runs its conditions in order
     (forward with dense store, loss, backward) into its own accumulators, which the caller sums in chunk order.
-    `workers` run contiguous ranges of the chunks in parallel, each with one scratch store (worker_scratch).
-    defer_rows > 0 buffers that many dL/dW terms per chunk and adds them by matrix products (see backward_one).
+    `workers` run contiguous ranges of the chunks in parallel, worker w with the scratch sdt[w] .. sXq[w] (shapes
+    worker_scratch_shapes(1, cap, n, defer_rows, ...) each; cap the store's initial capacity in steps).  Buffers of
+    defer_rows > 0 rows hold that many dL/dW terms per chunk and add them by matrix products (see backward_one).
 
     Returns loss_c (M,) unnormalised per-condition losses, gW (n_chunks, n, n), galpha, gd (n_chunks, n),
     xobs (M, T, n), status (M,), stats (M, 7) = forward accepted, rejected, fev, backward accepted, rejected, fev,
@@ -440,7 +439,7 @@ def loss_grad_batch(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol
     discrete = adjoint_kind == ADJOINT_DISCRETE
     store = STORE_STAGES if discrete else STORE_DENSE
     for w in prange(workers):  # each worker runs a contiguous range of chunks with one scratch
-        wdt, wdx, wdc, wdz, Gq, Xq = worker_scratch(1, dense_init, n, defer_rows, discrete)
+        wdt, wdx, wdc, wdz, Gq, Xq = sdt[w], sdx[w], sdc[w], sdz[w], sGq[w], sXq[w]
         dl = np.empty((T, n))
         for ch in range(w * n_chunks // workers, (w + 1) * n_chunks // workers):
             _chunk_batch(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init, max_steps,

@@ -20,7 +20,7 @@ from .._jit import driver, kernel, leaf
 from . import status as st
 from .adjoint import (ADJOINT_DISCRETE, ADJOINT_INTERPOLATING8, QROWS_STEP, QRUN, _locate, add_step_integrals,
                       adjoint_atol, finish_integrals, first_stage_from, fsal_rows, grad_outputs, jump,
-                      observation_loss, worker_scratch)
+                      observation_loss)
 from .adjoint8 import FACTOR_POWER, NS8, QROWS_STEP8, add_step_integrals8, error_norm8, stage_sum8
 from .controller import rms_error_norm, step_factor, step_limit
 from .discrete import stage_args, stage_mu, stage_nu, step_adjoint_start
@@ -626,8 +626,8 @@ def _block_bounds(M, n_chunks, ch, n_sub, sb):
 
 @driver
 def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol, aatol, h_init,
-                       max_steps, beta, n_chunks, dense_init, max_dense_steps, defer_rows, block, adjoint_kind,
-                       workers):
+                       max_steps, beta, n_chunks, max_dense_steps, block, adjoint_kind, workers, sdt, sdx, sdc, sdz,
+                       sGq, sXq):
     """loss_grad_batch with the conditions of each chunk stepped in lockstep blocks of at most `block` (same inputs
     and outputs; `workers` run contiguous ranges of the chunks in parallel, each chunk into its own accumulators,
     the blocks of a chunk one after the other in the worker's scratch store, so at most workers x block conditions
@@ -636,8 +636,8 @@ def loss_grad_lockstep(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, ar
     T = t_obs.shape[0]
     WT = np.ascontiguousarray(W.T)
     loss_c, xobs, status, stats, gW, galpha, gd = grad_outputs(M, T, n, n_chunks)
-    for w in prange(workers):  # each worker runs a contiguous range of chunks with one scratch (worker_scratch)
-        wdt, wdx, wdc, wdz, Gq, Xq = worker_scratch(block, dense_init, n, defer_rows, adjoint_kind == ADJOINT_DISCRETE)
+    for w in prange(workers):  # each worker runs a contiguous range of chunks with its own scratch
+        wdt, wdx, wdc, wdz, Gq, Xq = sdt[w], sdx[w], sdc[w], sdz[w], sGq[w], sXq[w]
         for ch in range(w * n_chunks // workers, (w + 1) * n_chunks // workers):
             n_sub = _chunk_blocks(M, n_chunks, ch, block)
             for sb in range(n_sub):
@@ -653,7 +653,7 @@ def _loss_grad_block(W, WT, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, 
                      beta, max_dense_steps, c_lo, c_hi, loss_c, xobs, status, stats, gW, galpha, gd,
                      Gq, Xq, adjoint_kind, wdt, wdx, wdc, wdz):
     """Forward, loss and backward of the conditions c_lo..c_hi-1 as one lockstep block; wdt, wdx, wdc, wdz: scratch
-    for the store, at least c_hi - c_lo rows (see adjoint.worker_scratch)."""
+    for the store, at least c_hi - c_lo rows (see adjoint.worker_scratch_shapes)."""
     T = t_obs.shape[0]
     n = U.shape[1]
     nb = c_hi - c_lo
