@@ -114,7 +114,9 @@ def test_gemm_kernel_partial_tiles():
 def test_uninitialised_device_memory_is_not_read(monkeypatch):
     """Every cuda.device_array the drivers allocate is filled with inf (cuda.device_array is not zeroed): no kernel
     reads an entry before writing it, so no inf * 0 in the products (the simulator warns) and the results are the
-    CPU's.  The dense store's slots past a condition's last step went into the tanh-interpolant products."""
+    CPU's.  The dense store's slots past a condition's last step went into the tanh-interpolant products.  With
+    room for 4 steps at first, the store grows twice on the device (4 -> 8 -> 16 for 15 steps), so the new slots
+    of a grown store are checked too."""
     import warnings
 
     from cellbox_nb.cuda import driver
@@ -128,10 +130,12 @@ def test_uninitialised_device_memory_is_not_read(monkeypatch):
         return a
 
     monkeypatch.setattr(driver.cuda, "device_array", poisoned)
+    monkeypatch.setattr(config, "DENSE_INITIAL_STEPS", 4)
     W, alpha, U, t = _problem()
-    U = U[:1]  # (one condition keeps the simulator short; its store has 64 slots for 15 steps)
+    U = U[:1]  # (one condition keeps the simulator short)
     Y = cb.solve(W * 0.9, alpha, U, t) + 0.01
-    Lc, gc = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator="tsit5")
+    Lc, gc, ic = cb.loss_and_grad(W, alpha, U, t, Y, adjoint_integrator="tsit5", full_output=True)
+    assert ic["stats"][0, 0] > 8  # the store grows twice
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         Xg = cb.solve(W, alpha, U, t, backend="cuda")

@@ -27,6 +27,18 @@ class _Launcher:
     def cond(self, name, *args):
         self.k[name][self.grid_c, self.tpb](*args)
 
+    def fill(self, a, value):
+        """Every entry of the contiguous device array a set to value, on the device (no host array, no copy)."""
+        if a.size:
+            blocks = min((a.size + self.tpb - 1) // self.tpb, 65535)
+            self.k["fill"][(blocks,), self.tpb](a.reshape(a.size), value)
+
+    def full(self, shape, value, dtype):
+        """A device array of the given shape and dtype filled with value on the device."""
+        a = cuda.device_array(shape, dtype=dtype)
+        self.fill(a, value)
+        return a
+
     def gemm(self, A, B, C, ta, tb, beta):
         """C = op(A) op(B) + beta C on the device."""
         if self.use_cublas:
@@ -59,12 +71,12 @@ def _forward(L, dW, dalpha, dd, dU, t_obs, rtol, atol, h_init, max_steps, beta, 
     M, n = L.M, L.n
     T = t_obs.shape[0]
     dt_obs = cuda.to_device(np.asarray(t_obs, dtype=np.float64))
-    X = cuda.to_device(np.zeros((M, n), dtype=dtype))
+    X = L.full((M, n), 0.0, dtype)
     K = cuda.device_array((NSTAGE, M, n), dtype=dtype)
     Xs = cuda.device_array((M, n), dtype=dtype)
     Z = cuda.device_array((M, n), dtype=dtype)
     ERR = cuda.device_array((M, n), dtype=dtype)
-    xobs = cuda.to_device(np.full((M, T, n), np.nan, dtype=dtype))
+    xobs = L.full((M, T, n), np.nan, dtype)
     t = cuda.to_device(np.zeros(M))
     h = cuda.device_array(M, dtype=np.float64)
     hs = cuda.device_array(M, dtype=np.float64)
@@ -75,7 +87,7 @@ def _forward(L, dW, dalpha, dd, dU, t_obs, rtol, atol, h_init, max_steps, beta, 
     cap = min(config.DENSE_INITIAL_STEPS, max_dense_steps) if store else 1
     dt = cuda.to_device(np.zeros((M, cap + 1)))
     # zeroed (as _grow's new slots): the slots past a condition's last step go into _tanh_store's products
-    dx = cuda.to_device(np.zeros((cap, M, n) if store else (1, 1, 1), dtype=dtype))
+    dx = L.full((cap, M, n) if store else (1, 1, 1), 0.0, dtype)
     dk = cuda.device_array((cap, NSTAGE, M, n) if store else (1, 1, 1, 1), dtype=dtype)
     # K[0] = f(0)
     L.gemm(X, dW, K[0], 0, 1, 0.0)
@@ -102,7 +114,7 @@ def _forward(L, dW, dalpha, dd, dU, t_obs, rtol, atol, h_init, max_steps, beta, 
                     active.copy_to_device(host_active)
                 else:
                     new_cap = min(max(2 * cap, need), max_dense_steps)
-                    dt, dx, dk = _grow(dt, dx, dk, cap, new_cap, dtype)
+                    dt, dx, dk = _grow(L, dt, dx, dk, cap, new_cap, dtype)
                     cap = new_cap
         L.cond("plan", active, status, t, h, hs, hit, kobs, dt_obs, nacc, nrej, max_steps, nonfinite)
         if not active.copy_to_host().any():
@@ -139,16 +151,19 @@ def _tanh_store(L, dW, dU, fwd, dtype):
     return dth
 
 
-def _grow(dt, dx, dk, cap, new_cap, dtype):
-    """Larger dense store (rare: capacity doubles), copied through the host for simplicity."""
+def _grow(L, dt, dx, dk, cap, new_cap, dtype):
+    """Larger dense store (rare: capacity doubles).  dx and dk are copied on the device (their step axis leads, so
+    the old store is one contiguous block of the new); dx's new slots are zeroed (see _forward), dk's are left as
+    they come (th_prep zeroes what the products read).  dt (M, cap + 1) is small and goes through the host."""
     M = dt.shape[0]
     host_dt = np.zeros((M, new_cap + 1))
     host_dt[:, : cap + 1] = dt.copy_to_host()
-    host_dx = np.zeros((new_cap,) + dx.shape[1:], dtype=dtype)
-    host_dk = np.zeros((new_cap,) + dk.shape[1:], dtype=dtype)
-    host_dx[:cap] = dx.copy_to_host()
-    host_dk[:cap] = dk.copy_to_host()
-    return cuda.to_device(host_dt), cuda.to_device(host_dx), cuda.to_device(host_dk)
+    new_dx = cuda.device_array((new_cap,) + dx.shape[1:], dtype=dtype)
+    new_dk = cuda.device_array((new_cap,) + dk.shape[1:], dtype=dtype)
+    new_dx[:cap].copy_to_device(dx)
+    new_dk[:cap].copy_to_device(dk)
+    L.fill(new_dx[cap:], 0.0)
+    return cuda.to_device(host_dt), new_dx, new_dk
 
 
 def solve_cuda(W, alpha, d, U, t_obs, rtol, atol, h_init, max_steps, beta, dtype=np.float64):
@@ -203,9 +218,9 @@ def loss_grad_cuda(W, alpha, d, U, t_obs, Y, mask, loss_kind, rtol, atol, artol,
     LS, KL, XS, TH, GS, GSW = (cuda.device_array((NSTAGE, M, n), dtype=dtype) for _ in range(6))
     R = cuda.device_array((M, n), dtype=dtype)
     ERR = cuda.device_array((M, n), dtype=dtype)
-    GA = cuda.to_device(np.zeros((M, n), dtype=dtype))
-    GD = cuda.to_device(np.zeros((M, n), dtype=dtype))
-    GWd = cuda.to_device(np.zeros((n, n), dtype=dtype))
+    GA = L.full((M, n), 0.0, dtype)
+    GD = L.full((M, n), 0.0, dtype)
+    GWd = L.full((n, n), 0.0, dtype)
     t = cuda.to_device(np.full(M, float(t_obs[-1])))
     h = fwd["h"]
     hs = cuda.to_device(np.zeros(M))

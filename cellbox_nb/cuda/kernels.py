@@ -477,7 +477,14 @@ def build(tile, tpb, dtype=np.float64):
                 if not math.isfinite(v):
                     nonfinite[c] = 1
 
-    kernels = dict(gemm=gemm, rhs_init=rhs_init, stage_state=stage_state, initial_step=initial_step,
+    @cuda.jit
+    def fill(a, value):
+        """a[:] = value for a flat array (grid-stride, so any size fits the grid)."""
+        start = cuda.grid(1)
+        for i in range(start, a.shape[0], cuda.gridsize(1)):
+            a[i] = value
+
+    kernels = dict(fill=fill, gemm=gemm, rhs_init=rhs_init, stage_state=stage_state, initial_step=initial_step,
                    scale_into=scale_into, plan=plan, error_estimate=error_estimate, control=control,
                    commit=commit, th_prep=th_prep, th_coeffs=th_coeffs, adj_plan=adj_plan,
                    adj_stage_time=adj_stage_time,
