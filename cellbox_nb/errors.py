@@ -24,6 +24,10 @@ class ConfigError(CellboxError, ValueError):
     exit_code = EXIT_CONFIG
 
 
+class OutputInUse(ConfigError):
+    """The output file is being written by another cellbox-nb process (its writer lock is held)."""
+
+
 class InputDataError(CellboxError, ValueError):
     """Invalid input data: malformed file, mismatched shapes or labels, non-finite values."""
 

@@ -51,7 +51,7 @@ import warnings
 from .data.dataset import data_digest
 from .data.h5atomic import is_being_written, write_bytes_atomically
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, CellboxError, ConfigError, InputDataError, Interrupted,
-                     NumericalError, describe)
+                     NumericalError, OutputInUse, describe)
 from .fit.config import DEFAULTS, LATE_KEYS, config_differences, load_config_file, resolve
 from .fit.store import read_fit
 from .fit.threads import cores_available, limit_threads
@@ -326,6 +326,9 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
         if fit is not None and fit["status"] == "numerical_failure":
             return _row_summary(row, fit, message=str(exc), exit_code=exc.exit_code, **done)
         return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code, **done)
+    except OutputInUse as exc:  # another process writes this row's file: nothing was run or resumed here
+        return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code,
+                            **dict(done, action="refused"))
     except Interrupted as exc:  # (a sweep row continues when the sweep runs again, not with train --resume)
         message = str(exc).replace(RESUME_HINT, "(run the same sweep again to continue)")
         return _row_summary(row, status="interrupted", message=message, exit_code=EXIT_INTERRUPTED, **done)

@@ -469,8 +469,12 @@ def test_a_row_interrupted_before_an_upgrade_resumes_and_damage_and_write_errors
     killed = sw.collect([row], str(out))[0]
     assert (killed["status"], killed["exit_code"]) == ("interrupted", 75)
     assert killed["message"].startswith("no process is writing it")
+    before = path.read_bytes()
     with writer_lock(path):  # a fit being written now
         assert sw.collect([row], str(out))[0]["status"] == "running"
+        refused = sw.run_row(row, str(out))  # a second writer of the row: refused, not "resumed", file untouched
+    assert (refused["status"], refused["action"], refused["exit_code"]) == ("failed", "refused", 2)
+    assert "being written by another cellbox-nb process" in refused["message"] and path.read_bytes() == before
     # collect's probe of a lock left by a killed writer holds it a moment; a writer starting then still gets it
     import fcntl
 

@@ -139,16 +139,16 @@ def write_bytes_atomically(path, data):
 @contextlib.contextmanager
 def writer_lock(path):
     """Hold an advisory lock on ``path`` for the ``with`` body: ``flock`` on ``.<name>.lock`` in its folder, which
-    holds the writer's pid.  A second process asking for the same path gets ConfigError (exit code 2) instead of
-    replacing the first one's file at its next checkpoint or deleting its temporary files.  The lock is released
-    by the kernel when the process dies (a SIGKILL leaves the lock file, not a lock); the file is removed on a
-    normal exit.  Where the file system has no locks (some network file systems) the body runs unlocked."""
+    holds the writer's pid.  A second process asking for the same path gets OutputInUse (a ConfigError, exit code
+    2) instead of replacing the first one's file at its next checkpoint or deleting its temporary files.  The lock
+    is released by the kernel when the process dies (a SIGKILL leaves the lock file, not a lock); the file is
+    removed on a normal exit.  Where the file system has no locks (some network file systems) the body runs unlocked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    from ..errors import ConfigError
+    from ..errors import OutputInUse
 
     path = os.fspath(path)  # (named as given in messages)
     target = resolve_link(path)  # a link and its target are one file: one lock
@@ -163,7 +163,7 @@ def writer_lock(path):
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise ConfigError(f"output file '{path}' is being written by another cellbox-nb process (pid {holder}); "
+            raise OutputInUse(f"output file '{path}' is being written by another cellbox-nb process (pid {holder}); "
                               f"wait for it to end or write elsewhere") from None
         except OSError:  # no locks on this file system
             os.close(fd)
