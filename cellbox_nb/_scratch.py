@@ -2,7 +2,7 @@
 
 Each call of ``loss_and_grad`` on the cpu needs a dense-store scratch per parallel worker (about 9 MB a worker at
 n = 99 with lockstep blocks of 16).  Fresh arrays that large come from malloc as fresh pages from the system each
-call, and touching them cost page faults worth about a tenth of a loss-and-gradient call at n = 99 on two threads
+call, and touching them cost page faults worth about 8 % of a loss-and-gradient call at n = 99 on two threads
 (bench/RESULTS.md, fourteenth session).  The pool lends each call a set of arrays and takes it back afterwards,
 keeping at most ``config.SCRATCH_KEEP_BYTES`` in all (least recently returned sets go first; a set larger than the
 limit is never kept).  A set is lent to one call at a time (calls from several Python threads each get their own).

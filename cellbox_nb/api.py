@@ -380,20 +380,16 @@ def loss_and_grad(W, alpha, U, t, Y, *, mask=None, loss="mae", rtol=config.DEFAU
             kind = ADJOINT_INTERPOLATING8
         defer_min_n = config.DEFER_DW_MIN_N_DOP853 if kind == ADJOINT_INTERPOLATING8 else config.DEFER_DW_MIN_N
         defer_rows = max(config.DEFER_DW_ROWS, QROWS_STEP, QROWS_STEP8) if n >= defer_min_n else 0
-        if lockstep:
-            chunks = _lockstep_blocks(M, n)
-            workers = _workers(chunks)
-            block = _lockstep_block(n)
-            shapes = _scratch_shapes(workers, block, dense_init, n, defer_rows, discrete)
-            # the products run inside the parallel loop over chunks
-            with _single_threaded_blas(True), _SCRATCH.borrow(shapes) as scratch:
+        chunks = _lockstep_blocks(M, n) if lockstep else _grad_chunks(M, n)
+        workers = _workers(chunks)
+        block = _lockstep_block(n) if lockstep else 1  # conditions a worker's store holds at a time
+        shapes = _scratch_shapes(workers, block, dense_init, n, defer_rows, discrete)
+        # single-threaded BLAS where the products run inside the parallel loop over chunks
+        with _single_threaded_blas(lockstep or defer_rows > 0), _SCRATCH.borrow(shapes) as scratch:
+            if lockstep:
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_lockstep(
                     *args, chunks, max_dense_steps, block, kind, workers, *scratch)
-        else:
-            chunks = _grad_chunks(M, n)
-            workers = _workers(chunks)
-            shapes = _scratch_shapes(workers, 1, dense_init, n, defer_rows, discrete)
-            with _single_threaded_blas(defer_rows > 0), _SCRATCH.borrow(shapes) as scratch:
+            else:
                 loss_c, gWc, gac, gdc, X, status, stats = loss_grad_batch(
                     *args, chunks, max_dense_steps, kind, workers, *scratch)
         gW = _ordered_sum(gWc)

@@ -327,8 +327,8 @@ def run_row(row, out_dir, threads=None, stop_requested=None):
             return _row_summary(row, fit, message=str(exc), exit_code=exc.exit_code, **done)
         return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code, **done)
     except OutputInUse as exc:  # another process writes this row's file: nothing was run or resumed here
-        return _row_summary(row, status="failed", message=str(exc), exit_code=exc.exit_code,
-                            **dict(done, action="refused"))
+        return _row_summary(row, status="failed", action="refused", message=str(exc), exit_code=exc.exit_code,
+                            numba_threads=done["numba_threads"])
     except Interrupted as exc:  # (a sweep row continues when the sweep runs again, not with train --resume)
         message = str(exc).replace(RESUME_HINT, "(run the same sweep again to continue)")
         return _row_summary(row, status="interrupted", message=message, exit_code=EXIT_INTERRUPTED, **done)
