@@ -116,3 +116,18 @@ def test_controls_are_valid():
     assert fit["status"] == "running" and len(fit["history"]["epoch"]) == 2
     folder = load_data(str(CORPUS / "cellbox" / "good"))
     assert (folder.M, folder.T, folder.n) == (2, 1, 3)
+
+
+@pytest.mark.parametrize("name", ["CELLBOX_NB_SCRATCH_KEEP_BYTES", "CELLBOX_NB_LOCKSTEP_BLOCK"])
+def test_a_tuning_variable_that_is_not_an_integer(name, tmp_path):
+    """A cellbox-nb tuning variable holding no integer: exit 2, one line naming the variable, no file written (it
+    was "internal error: ValueError: invalid literal for int()", exit 1)."""
+    env = {k: v for k, v in os.environ.items() if k != "CELLBOX_NB_DEBUG"}
+    env[name] = "64MiB"
+    out = tmp_path / "fit.h5"
+    res = subprocess.run(CLI + ["train", "--network", "LI", "--out", str(out)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stdout == "", res.stderr
+    assert lines == [f"error: environment variable {name}: expected an integer, got '64MiB'"], lines
+    assert list(tmp_path.iterdir()) == []
